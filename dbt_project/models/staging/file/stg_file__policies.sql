@@ -1,0 +1,12 @@
+with source as (
+    select * from {{ source('file', 'file_policies') }}
+)
+
+select
+    lower(trim(channel)) as channel,
+    safety_buffer,
+    percentage,
+    maximum,
+    minimum,
+    lower(trim(conflict_rule)) as conflict_rule
+from source

@@ -1,0 +1,82 @@
+"""The dbt project as Dagster sees it: where it lives, its manifest, and how nodes become asset keys.
+
+Asset keys mirror relations (`staging/stg_file__movements`, `marts/fct_stock_positions`); sources map to
+the raw landing tables' keys (`raw/<channel>/<entity>`). The translator overrides `get_asset_spec` only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+from orchestration.settings import DBT_PROJECT_DIR
+
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+STAGE_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
+
+
+def dbt_executable() -> str:
+    """dbt from this interpreter's environment (the venv), so `dagster dev` and tests find the same one."""
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def _dbt_sources_newer_than_manifest() -> bool:
+    if not MANIFEST.exists():
+        return True
+    built = MANIFEST.stat().st_mtime
+    for folder in ("models", "macros", "seeds", "data-tests"):
+        for path in (DBT_PROJECT_DIR / folder).rglob("*"):
+            if path.is_file() and path.stat().st_mtime > built:
+                return True
+    return any(p.stat().st_mtime > built for p in DBT_PROJECT_DIR.glob("*.yml"))
+
+
+def ensure_manifest() -> Path:
+    """Parse the project when the manifest is missing or older than the project files.
+
+    `dbt parse` needs no database, so this runs at install and setup time, never inside a run.
+    """
+    if _dbt_sources_newer_than_manifest():
+        proc = subprocess.run(
+            [dbt_executable(), "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        )
+        if proc.returncode != 0:
+            detail = (proc.stdout + proc.stderr).strip().splitlines()
+            raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))
+    return MANIFEST
+
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+class InventoryDbtTranslator(DagsterDbtTranslator):
+    """Asset keys `<schema>/<model>` grouped by stage; sources map to `raw/<channel>/<entity>`."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["sources"].get(unique_id) or manifest["nodes"].get(unique_id) or {}
+        if node.get("resource_type") == "source":
+            table = node["name"]
+            channel = node["source_name"]
+            entity = table[len(channel) + 1 :] if table.startswith(channel + "_") else table
+            return spec.replace_attributes(key=dg.AssetKey(["raw", channel, entity]), group_name="extract")
+        schema = node.get("config", {}).get("schema") or node.get("schema")
+        if node.get("resource_type") in ("model", "seed", "snapshot") and schema:
+            return spec.replace_attributes(
+                key=dg.AssetKey([schema, node["name"]]), group_name=STAGE_GROUPS.get(schema, schema)
+            )
+        return spec
+
+
+translator = InventoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

@@ -1,0 +1,42 @@
+"""One sync cycle run through Dagster against the project's persistent instance (runs stored in Postgres)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from orchestration.settings import Settings
+
+
+@dataclass
+class CycleResult:
+    success: bool
+    run_id: str
+    seconds: float
+    materialized: int
+    checks_failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        status = "succeeded" if self.success else "FAILED"
+        lines = [f"sync cycle {status} in {self.seconds:.1f}s: {self.materialized} assets materialized (run {self.run_id})"]
+        lines += [f"  failed check: {name}" for name in self.checks_failed]
+        return "\n".join(lines)
+
+
+def run_cycle(settings: Settings, push: bool = True) -> CycleResult:
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("sync_inventory_job")
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"inventory-sync/push": str(push).lower()})
+        materialized = len(result.get_asset_materialization_events())
+        failed = [
+            f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+        ]
+    return CycleResult(result.success, result.run_id, time.monotonic() - started, materialized, failed)

@@ -1,0 +1,117 @@
+"""dbt really builds through Dagster, on the persistent (Postgres-backed) instance, and the CLI works end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def reference_rows(load_file_rows):
+    load_file_rows("skus", [{"sku": "CYC-1", "base_uom": "EA", "description": "cycle test"}])
+    load_file_rows("locations", [{"location": "CYC-WH", "kind": "warehouse", "master_channel": "shiphero"}])
+    load_file_rows("uom_conversions", [{"sku": "CYC-1", "uom": "CS12", "factor_to_base": Decimal(12)}])
+    load_file_rows("movements", [
+        {"source": "erp", "event_id": "R1", "occurred_at": datetime(2026, 1, 1, tzinfo=UTC), "sku": "CYC-1",
+         "location": "CYC-WH", "movement_type": "receipt", "quantity": Decimal(2), "uom": "CS12",
+         "unit_cost": Decimal("24.00"), "currency": "USD", "reference": "GRN-1"},
+        {"source": "erp", "event_id": "S1", "occurred_at": datetime(2026, 1, 2, tzinfo=UTC), "sku": "CYC-1",
+         "location": "CYC-WH", "movement_type": "sale", "quantity": Decimal(-5), "uom": "EA",
+         "unit_cost": None, "currency": None, "reference": "SO-1"},
+        {"source": "erp", "event_id": "X1", "occurred_at": datetime(2026, 1, 2, tzinfo=UTC), "sku": "NOPE",
+         "location": "CYC-WH", "movement_type": "sale", "quantity": Decimal(-1), "uom": "EA",
+         "unit_cost": None, "currency": None, "reference": None},
+    ])
+
+
+def test_dbt_build_runs_through_dagster(warehouse, session_settings, reference_rows):
+    import dagster as dg
+
+    from orchestration.lib.runner import run_cycle
+
+    result = run_cycle(session_settings, push=False)
+    assert result.success, result.summary()
+    assert result.materialized > 0
+    with dg.DagsterInstance.get() as instance:  # the run is in the Postgres-backed instance
+        assert instance.get_run_by_id(result.run_id) is not None
+        assert "postgres" in type(instance.run_storage).__module__
+    with warehouse.admin_connect() as conn:
+        rows = conn.execute(
+            "select movement_type, quantity_base, unit_cost_base from intermediate.int_movements_unified"
+            " where sku = 'CYC-1' order by occurred_at"
+        ).fetchall()
+        assert rows == [("receipt", Decimal(24), Decimal(2)), ("sale", Decimal(-5), None)]
+        reasons = conn.execute(
+            "select quarantine_reason from intermediate.int_movements_quarantined where event_id = 'X1'"
+        ).fetchall()
+        assert reasons == [("unknown_sku",)]
+
+
+def cli(*args: str, env=None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True, env=env, input=stdin)
+
+
+def test_import_quarantines_bad_rows_and_loads_good_ones(warehouse, runtime_env, tmp_path):
+    import os
+
+    env = {**os.environ, **runtime_env}
+    path = tmp_path / "moves.csv"
+    path.write_text(
+        "event_id,occurred_at,sku,location,movement_type,quantity,uom,unit_cost,currency,reference\n"
+        "IMP-1,2026-01-03T10:00:00+00:00,CYC-1,CYC-WH,receipt,10,EA,1.5,USD,GRN-9\n"
+        "IMP-2,2026-01-03T10:00:00,CYC-1,CYC-WH,sale,-1,EA,,,\n"
+        "IMP-3,2026-01-03T11:00:00+00:00,CYC-1,CYC-WH,sale,NaN,EA,,,\n"
+        "IMP-4,2026-01-03T12:00:00+00:00,CYC-1,CYC-WH,receipt,5,EA,,,\n"
+    )
+    first = cli("import", "movements", str(path), env=env)
+    assert first.returncode == 1, first.stderr
+    assert "4 rows read, 1 loaded, 0 already present, 3 quarantined" in first.stdout
+    for reason in ("missing_timezone", "non_finite_number", "missing_cost"):
+        assert reason in first.stdout
+    again = cli("import", "movements", str(path), env=env)
+    assert "1 loaded" not in again.stdout and "1 already present" in again.stdout
+    with warehouse.admin_connect() as conn:
+        assert conn.execute("select count(*) from raw.file_movements where event_id = 'IMP-1'").fetchone() == (1,)
+        assert conn.execute("select count(*) from ops.quarantine where source_key like 'moves.csv:%'").fetchone()[0] == 6
+
+
+def test_import_with_a_wrong_header_loads_nothing(warehouse, runtime_env, tmp_path):
+    import os
+
+    path = tmp_path / "skus.csv"
+    path.write_text("sku,description\nA,no base unit column\n")
+    proc = cli("import", "skus", str(path), env={**os.environ, **runtime_env})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("inventory-sync: error: missing column(s) base_uom")
+
+
+def test_query_prints_csv_and_is_read_only(warehouse, runtime_env):
+    import os
+
+    env = {**os.environ, **runtime_env}
+    with warehouse.connect("transformer") as conn:
+        conn.execute("create table if not exists marts.cli_probe as select 1 as n, 'a,b' as label")
+    ok = cli("query", "select n, label from marts.cli_probe", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert list(csv.reader(io.StringIO(ok.stdout))) == [["n", "label"], ["1", "a,b"]]
+    denied = cli("query", "delete from marts.cli_probe", env=env)
+    assert denied.returncode == 2 and "query failed" in denied.stderr
+    raw = cli("query", "select * from raw.file_skus", env=env)
+    assert raw.returncode == 2 and "permission denied" in raw.stderr
+
+
+def test_db_url_prints_the_analyst_connection(warehouse, runtime_env):
+    import os
+
+    import psycopg
+
+    proc = cli("db", "url", "--role", "analyst", env={**os.environ, **runtime_env})
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(proc.stdout.strip()) as conn:
+        assert conn.execute("select current_user").fetchone()[0].endswith("_analyst")
