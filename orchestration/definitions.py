@@ -4,7 +4,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 import orchestration.defs
+from orchestration.defs.extract.factory import build_extract_definitions
 from orchestration.lib.dbt import dbt_executable, dbt_project
+from orchestration.lib.registry import load_registry
 from orchestration.lib.resources import WarehouseResource
 from orchestration.settings import Settings
 
@@ -22,7 +24,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dbt_executable=dbt_executable(),
         ),
     }
-    return dg.Definitions.merge(dg.load_defs(orchestration.defs), dg.Definitions(resources=resources))
+    # Static definitions load from defs/; the channel assets come from the registry the settings name.
+    extract = build_extract_definitions(load_registry(settings.channels_file))
+    return dg.Definitions.merge(dg.load_defs(orchestration.defs), extract, dg.Definitions(resources=resources))
 
 
 defs = build_definitions(Settings.from_env())

@@ -10,6 +10,7 @@ transaction, and one loader per stream at a time (a transaction-scoped advisory 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,22 @@ def load_file_rows(conn: psycopg.Connection, kind: str, rows: Sequence[dict[str,
     return result
 
 
+_DECIMAL = re.compile(r'"\\u0000dec:([-+0-9.eE]+)"')
+
+
+def dumps_exact(payload: Any) -> str:
+    """JSON text with Decimals written as JSON numbers, digit for digit (json.dumps can't), so the
+    raw payload keeps exactly what the API returned."""
+    from decimal import Decimal
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return f"\u0000dec:{value}"
+        return str(value)
+
+    return _DECIMAL.sub(r"\1", json.dumps(payload, default=default))
+
+
 def advisory_lock(conn: psycopg.Connection, channel: str, stream: str) -> bool:
     """Fence a second loader for the same stream (held until the transaction ends)."""
     return bool(
@@ -190,7 +207,7 @@ def load_api_records(
         cur.execute("truncate _incoming")
         with cur.copy("copy _incoming (source_id, cursor_at, payload) from stdin") as copy:
             for source_id, cursor_at, payload in rows:
-                copy.write_row((source_id, cursor_at, json.dumps(payload, default=str)))
+                copy.write_row((source_id, cursor_at, dumps_exact(payload)))
         inserted = cur.execute(
             sql.SQL(
                 "insert into raw.{} (source_id, cursor_at, payload, batch_id)"

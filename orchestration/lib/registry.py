@@ -24,17 +24,35 @@ class ChannelConfig:
     client: str
     base_url: str
     token_env: str
-    entities: dict[str, str]
     options: dict = field(default_factory=dict)
+    enabled: bool = True
+
+    @property
+    def client_class(self):
+        from orchestration.lib.channels import CLIENTS
+
+        return CLIENTS[self.client]
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """raw table entity -> 'levels' | 'movements', as the client declares them."""
+        return {e.name: e.kind for e in self.client_class.entities}
 
     def table(self, entity: str) -> str:
         return f"{self.name}_{entity}"
+
+    def build_client(self, token: str, **overrides):
+        return self.client_class(self.base_url, token, **{**self.options, **overrides})
 
 
 @dataclass(frozen=True)
 class Registry:
     channels: dict[str, ChannelConfig]
     file_layouts: dict[str, SourceLayout]
+
+    @property
+    def enabled(self) -> list[ChannelConfig]:
+        return [c for c in self.channels.values() if c.enabled]
 
 
 def load_registry(path: Path | None = None) -> Registry:
@@ -47,14 +65,18 @@ def load_registry(path: Path | None = None) -> Registry:
     for name, cfg in (doc.get("channels") or {}).items():
         if not NAME.match(name):
             raise RegistryError(f"{path}: channel name {name!r} must be lowercase letters, digits, underscores")
-        missing = [k for k in ("client", "base_url", "token_env", "entities") if k not in cfg]
+        missing = [k for k in ("client", "base_url", "token_env") if k not in cfg]
         if missing:
             raise RegistryError(f"{path}: channel {name} lacks {', '.join(missing)}")
-        for entity, kind in cfg["entities"].items():
-            if not NAME.match(entity) or kind not in ("levels", "movements"):
-                raise RegistryError(f"{path}: channel {name} entity {entity!r}: kind must be levels or movements")
-        channels[name] = ChannelConfig(name, cfg["client"], cfg["base_url"].rstrip("/"), cfg["token_env"],
-                                       dict(cfg["entities"]), dict(cfg.get("options") or {}))
+        from orchestration.lib.channels import CLIENTS
+
+        if cfg["client"] not in CLIENTS:
+            raise RegistryError(f"{path}: channel {name}: unknown client {cfg['client']!r}; one of {', '.join(CLIENTS)}")
+        base_url = str(cfg["base_url"]).rstrip("/")
+        if not re.match(r"^https://|^http://(127\.0\.0\.1|localhost|\[::1\])(:|/|$)", base_url):
+            raise RegistryError(f"{path}: channel {name}: base_url must be https:// (plain http only for loopback simulators)")
+        channels[name] = ChannelConfig(name, cfg["client"], base_url, cfg["token_env"], dict(cfg.get("options") or {}),
+                                       bool(cfg.get("enabled", True)))
     layouts = {}
     for name, cfg in ((doc.get("file") or {}).get("layouts") or {}).items():
         layouts[name] = SourceLayout(name=name, columns=cfg["columns"], values=cfg.get("values") or {},

@@ -32,7 +32,7 @@ DATABASE = "inventory_sync"
 DAGSTER_DATABASE = "dagster"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "ops")
 ROLES = ("loader", "transformer", "pusher", "analyst", "finance")
-BOOTSTRAP_VERSION = 1
+BOOTSTRAP_VERSION = 2
 
 
 class WarehouseError(RuntimeError):
@@ -420,6 +420,8 @@ class Warehouse:
         x(sql.SQL("revoke all on database {} from public").format(sql.Identifier(self.endpoint.database)))
         for role in ROLES:
             x(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(self.endpoint.database), r[role]))
+        # The loader stages each batch in a temporary table before the idempotent insert.
+        x(sql.SQL("grant temporary on database {} to {}").format(sql.Identifier(self.endpoint.database), r["loader"]))
         for schema in SCHEMAS:
             x(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         # Schemas dbt builds are owned by the transformer; raw by the loader; ops stays with the admin.

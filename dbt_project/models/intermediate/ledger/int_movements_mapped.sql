@@ -45,7 +45,6 @@ checked as (
                 'adjustment', 'damage', 'physical_count'
             ) then 'unknown_movement_type'
             when f.factor_to_base is null then 'unknown_uom'
-            when mapped.movement_type = 'receipt' and mapped.unit_cost is null then 'receipt_without_cost'
             when mapped.movement_type in ('receipt', 'customer_return', 'transfer_in') and mapped.quantity < 0
                 then 'negative_inbound_quantity'
             when mapped.movement_type in ('sale', 'vendor_return', 'transfer_out', 'damage') and mapped.quantity > 0
