@@ -66,7 +66,20 @@ def build_extract_asset(channel: ChannelConfig, entity) -> dg.AssetsDefinition:
 
 def build_extract_definitions(registry: Registry) -> dg.Definitions:
     assets, resources = [], {}
-    for channel in registry.enabled:
+    for channel in registry.channels.values():
+        if not channel.enabled:
+            # Declared (their raw tables feed staging) but never extracted until enabled.
+            assets += [
+                dg.AssetSpec(
+                    key=["raw", channel.name, entity.name],
+                    group_name="extract",
+                    kinds={"postgres", channel.client},
+                    description=f"raw.{channel.table(entity.name)}: {entity.kind} from {channel.name} "
+                    "(channel disabled in channels.yaml; set `enabled: true` to extract it).",
+                )
+                for entity in channel.client_class.entities
+            ]
+            continue
         resources[channel_resource_key(channel.name)] = ChannelResource(
             base_url=channel.base_url, token=dg.EnvVar(channel.token_env)
         )

@@ -1,0 +1,1 @@
+"""One module per channel API simulator (`ChannelApp` subclasses) plus the shared HTTP and GraphQL plumbing."""
