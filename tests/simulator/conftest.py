@@ -7,22 +7,10 @@ so the suite stays fast; the tests that check those limits start their own app w
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import httpx
+import pytest
 
-# Under plain `pytest` (prepend import mode) the `tests/` folder goes on sys.path first, where this
-# folder `tests/simulator` would be picked up as a namespace package shadowing the real `simulator`
-# (the editable install's finder runs after the path finder).  Put the repository root first.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
-if getattr(sys.modules.get("simulator"), "__file__", "") is None:
-    del sys.modules["simulator"]  # a namespace stand-in imported before this conftest ran
-
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-
-from simulator import FaultPlan, World, start_simulators  # noqa: E402
+from simulator import FaultPlan, World, start_simulators
 
 # One pooled client per module: a fresh httpx client per call costs ~30 ms of TLS setup.
 HTTP = httpx.Client(timeout=10)

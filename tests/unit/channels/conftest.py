@@ -1,7 +1,7 @@
 """Fixtures for the channel client unit tests."""
 
 import pytest
-from channel_fakes import Sleeps
+from tests.unit.channels.channel_fakes import Sleeps
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from channel_fakes import CANARY, Script, reply, sequence
+from tests.unit.channels.channel_fakes import CANARY, Script, reply, sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from channel_fakes import CANARY, Script, reply
+from tests.unit.channels.channel_fakes import CANARY, Script, reply
 
 from orchestration.lib.channels import BadResponse, LevelTarget, ShopifyClient
 from orchestration.lib.channels.http import RetryPolicy

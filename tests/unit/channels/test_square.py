@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
-from channel_fakes import CANARY, Script, reply
+from tests.unit.channels.channel_fakes import CANARY, Script, reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
