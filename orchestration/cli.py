@@ -141,9 +141,11 @@ def cmd_query(args, settings: Settings) -> int:
 
 def cmd_import(args, settings: Settings) -> int:
     from orchestration.lib.importer import import_file
+    from orchestration.lib.registry import load_registry
 
     wh = prepare(settings, quiet=True)
-    report = import_file(wh, args.kind, Path(args.path), source=args.source)
+    layouts = load_registry(settings.channels_file).file_layouts
+    report = import_file(wh, args.kind, Path(args.path), source=args.source, layouts=layouts)
     print(report.summary())
     return EXIT_OK if report.quarantined == 0 else EXIT_PARTIAL
 
@@ -220,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import", help="load a CSV file as a source (bad rows are quarantined)")
     s.add_argument("kind", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)}")
     s.add_argument("path", metavar="PATH")
-    s.add_argument("--source", default="file", help="source name (a layout from channels.yaml, e.g. touchbistro)")
+    s.add_argument("--source", default="file", help="where the rows come from (e.g. erp); a source with a layout in channels.yaml (touchbistro, sumup) is read in its export format")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("query", help="run read-only SQL, print CSV with a header")

@@ -7,6 +7,7 @@ respect to crashes and `received = loaded + duplicates + quarantined` always hol
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,24 +41,23 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def file_layouts() -> dict[str, SourceLayout]:
-    """Per-source layouts of the file channel, declared in the channel registry."""
-    from orchestration.lib.registry import load_registry
-
-    return load_registry().file_layouts
-
-
-def import_file(wh: Warehouse, kind: str, path: Path, source: str = "file") -> ImportReport:
+def import_file(
+    wh: Warehouse, kind: str, path: Path, source: str = "file", layouts: dict[str, SourceLayout] | None = None
+) -> ImportReport:
+    """Import one CSV. `layouts` are the file channel's export layouts (default: the bundled registry's)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
-    layout = None
-    if source != "file":
-        layouts = file_layouts()
-        if kind != "movements":
-            raise FileFormatError("--source applies to movements only; reference data has one canonical format")
-        if source not in layouts:
-            raise FileFormatError(f"unknown source {source!r}; layouts in channels.yaml: {', '.join(sorted(layouts)) or 'none'}")
-        layout = layouts[source]
+    # The source names where the rows came from (erp, a store's POS …); when the registry has a layout
+    # for it, the file is in that system's export format, otherwise in the canonical one.
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", source):
+        raise FileFormatError(f"source {source!r} must be lowercase letters, digits and underscores")
+    if layouts is None:
+        from orchestration.lib.registry import load_registry
+
+        layouts = load_registry().file_layouts
+    layout = layouts.get(source)
+    if layout is not None and kind != "movements":
+        raise FileFormatError(f"source {source!r} has an export layout for movements only; reference data has one canonical format")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
