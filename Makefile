@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev bench lint clean stop
+.PHONY: install demo test dev bench lint clean stop browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/inventory-sync demo
 
-test: install
+# Browser tests drive Debian's chromium (no downloaded browser); psql is used by the analyst test.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v psql >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium postgresql-client; \
+	    else echo "chromium/psql missing and not root with apt: those tests will be skipped (reason printed)"; fi; }
+
+test: install browser-deps
 	$(BIN)/python -m pytest -q
 
 dev: install

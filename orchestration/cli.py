@@ -61,7 +61,7 @@ def runtime_env(settings: Settings, wh) -> dict[str, str]:
     }
 
 
-def prepare(settings: Settings, quiet: bool = False):
+def prepare(settings: Settings, quiet: bool = False, parse: bool = True):
     """Start (or reuse) the warehouse, bootstrap it, create raw tables, write dagster.yaml, parse dbt."""
     from orchestration.lib import raw
     from orchestration.lib.dbt import ensure_manifest
@@ -75,7 +75,8 @@ def prepare(settings: Settings, quiet: bool = False):
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     (settings.dagster_home / "dagster.yaml").write_text(dagster_yaml())
     os.environ.update(runtime_env(settings, wh))
-    ensure_manifest()
+    if parse:
+        ensure_manifest()
     if not quiet:
         where = "embedded PostgreSQL" if wh.embedded else "external PostgreSQL"
         print(f"warehouse ready: {where} on {wh.endpoint.host}:{wh.endpoint.port}, database {wh.endpoint.database}")
@@ -195,7 +196,7 @@ def cmd_dbt(args, settings: Settings) -> int:
     """Run dbt with this instance's connection (e.g. `inventory-sync dbt docs generate`)."""
     from orchestration.lib.dbt import dbt_executable
 
-    prepare(settings, quiet=True)
+    prepare(settings, quiet=True, parse=False)
     return subprocess.call([dbt_executable(), *args.rest, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)])
 
 
@@ -230,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", default="analyst", choices=("analyst", "finance"), help="role to query as (default analyst)")
     s.set_defaults(func=cmd_query)
 
-    s = sub.add_parser("simulate", help="run the channel simulators in the foreground (prints base URLs)")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s = sub.add_parser("simulate", help="run the channel simulators in the foreground (prints base URLs)", add_help=False)
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("bench", help="the benchmark: stage timings, rows/s, peak memory")
@@ -252,21 +252,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", default="analyst", help="for url: loader, transformer, pusher, analyst or finance")
     s.set_defaults(func=cmd_db)
 
-    s = sub.add_parser("dbt", help="run dbt against this instance (arguments passed through)")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
+    from orchestration.lib.review import add_sync_commands
+
+    add_sync_commands(sub)
+
+    from orchestration.lib.report import add_report_commands
+
+    add_report_commands(sub)
+
+    s = sub.add_parser("dbt", help="run dbt against this instance (arguments passed through)", add_help=False)
     s.set_defaults(func=cmd_dbt)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from orchestration.lib.dbt import DbtProjectError
     from orchestration.lib.files import FileFormatError
+    from orchestration.lib.registry import RegistryError
     from orchestration.lib.warehouse import WarehouseError
 
-    args = build_parser().parse_args(argv)
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the server does not need it.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("simulate", "dbt"):  # their options belong to the simulator / dbt
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     settings = Settings.from_env()
     try:
         return args.func(args, settings)
-    except (CliError, WarehouseError, FileFormatError, FileNotFoundError) as exc:
+    except (CliError, WarehouseError, FileFormatError, FileNotFoundError, DbtProjectError, RegistryError) as exc:
         print(f"inventory-sync: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

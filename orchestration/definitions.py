@@ -5,13 +5,17 @@ from dagster_dbt import DbtCliResource
 
 import orchestration.defs
 from orchestration.defs.extract.factory import build_extract_definitions
+from orchestration.defs.sync.factory import build_sync_definitions
 from orchestration.lib.dbt import dbt_executable, dbt_project
 from orchestration.lib.registry import load_registry
 from orchestration.lib.resources import WarehouseResource
 from orchestration.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED
+) -> dg.Definitions:
+    """Sensors and schedules start stopped so a UI never pushes to real channels until switched on."""
     resources = {
         "warehouse": WarehouseResource(
             home=str(settings.home),
@@ -25,8 +29,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
     }
     # Static definitions load from defs/; the channel assets come from the registry the settings name.
-    extract = build_extract_definitions(load_registry(settings.channels_file))
-    return dg.Definitions.merge(dg.load_defs(orchestration.defs), extract, dg.Definitions(resources=resources))
+    registry = load_registry(settings.channels_file)
+    extract = build_extract_definitions(registry)
+    sync = build_sync_definitions(registry, default_status=sensor_status)
+    return dg.Definitions.merge(dg.load_defs(orchestration.defs), extract, sync, dg.Definitions(resources=resources))
 
 
 defs = build_definitions(Settings.from_env())

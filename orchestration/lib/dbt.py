@@ -22,6 +22,10 @@ MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 STAGE_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
 
 
+class DbtProjectError(RuntimeError):
+    """The dbt project does not parse; the message is one line."""
+
+
 def dbt_executable() -> str:
     """dbt from this interpreter's environment (the venv), so `dagster dev` and tests find the same one."""
     candidate = Path(sys.executable).with_name("dbt")
@@ -53,7 +57,8 @@ def ensure_manifest() -> Path:
         )
         if proc.returncode != 0:
             detail = (proc.stdout + proc.stderr).strip().splitlines()
-            raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))
+            raise DbtProjectError("dbt parse failed: " + (detail[-1].strip() if detail else "no output")
+                                  + " (run `inventory-sync dbt parse` for the full output)")
     return MANIFEST
 
 

@@ -337,4 +337,16 @@ def run_check(spec: SuiteSpec, warehouse, *, role: str = "transformer", schemas:
     """Run `spec` as `role` on the `WarehouseResource` (or `Warehouse`) given, as an `AssetCheckResult`."""
     wh = warehouse.warehouse() if hasattr(warehouse, "warehouse") else warehouse
     home = getattr(warehouse, "home", None) or wh.settings.home
-    return to_check_result(run_suite(spec, wh.url(role, driver="postgresql+psycopg"), home, schemas=schemas))
+    # Data Docs are rebuilt once per sync cycle (build_data_docs), not once per check: a rebuild
+    # renders every stored validation and costs more than the validation itself.
+    return to_check_result(run_suite(spec, wh.url(role, driver="postgresql+psycopg"), home, schemas=schemas, build_docs=False))
+
+
+def build_data_docs(home: str | os.PathLike) -> Path | None:
+    """Render the Data Docs site from the stored validation results (the latest of every suite)."""
+    state = gx_home(home)
+    with _locked(state):
+        context = _context(state)
+        context.build_data_docs(site_names=[DATA_DOCS_SITE])
+    index = state / "data_docs" / "index.html"
+    return index if index.exists() else None

@@ -23,7 +23,7 @@ class CycleResult:
         return "\n".join(lines)
 
 
-def run_cycle(settings: Settings, push: bool = True) -> CycleResult:
+def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> CycleResult:
     import dagster as dg
 
     from orchestration.definitions import build_definitions
@@ -32,11 +32,17 @@ def run_cycle(settings: Settings, push: bool = True) -> CycleResult:
     job = defs.resolve_job_def("sync_inventory_job")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"inventory-sync/push": str(push).lower()})
+        run_config = {"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}}
+        result = job.execute_in_process(
+            instance=instance, run_config=run_config, raise_on_error=False, tags={"inventory-sync/push": str(push).lower()}
+        )
         materialized = len(result.get_asset_materialization_events())
         failed = [
             f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
         ]
+    from orchestration.lib.gx import build_data_docs
+
+    build_data_docs(settings.home)
     return CycleResult(result.success, result.run_id, time.monotonic() - started, materialized, failed)

@@ -32,7 +32,7 @@ DATABASE = "inventory_sync"
 DAGSTER_DATABASE = "dagster"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "ops")
 ROLES = ("loader", "transformer", "pusher", "analyst", "finance")
-BOOTSTRAP_VERSION = 2
+BOOTSTRAP_VERSION = 4
 
 
 class WarehouseError(RuntimeError):
@@ -420,8 +420,10 @@ class Warehouse:
         x(sql.SQL("revoke all on database {} from public").format(sql.Identifier(self.endpoint.database)))
         for role in ROLES:
             x(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(self.endpoint.database), r[role]))
-        # The loader stages each batch in a temporary table before the idempotent insert.
-        x(sql.SQL("grant temporary on database {} to {}").format(sql.Identifier(self.endpoint.database), r["loader"]))
+        # The loader stages each batch in a temporary table before the idempotent insert; dbt uses
+        # temporary tables for incremental models and unit tests.
+        for role in ("loader", "transformer"):
+            x(sql.SQL("grant temporary on database {} to {}").format(sql.Identifier(self.endpoint.database), r[role]))
         for schema in SCHEMAS:
             x(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         # Schemas dbt builds are owned by the transformer; raw by the loader; ops stays with the admin.
@@ -445,7 +447,11 @@ class Warehouse:
         x(sql.SQL("grant usage on all sequences in schema ops to {}, {}").format(r["loader"], r["pusher"]))
         x(sql.SQL("grant select on ops.corrections, ops.sync_log, ops.quarantine to {}, {}").format(r["transformer"], r["finance"]))
         x(sql.SQL("grant select, insert, update on ops.corrections to {}").format(r["pusher"]))
-        x(sql.SQL("grant select, insert on ops.sync_log, ops.review_decisions to {}").format(r["pusher"]))
+        x(sql.SQL("grant select, insert on ops.sync_log, ops.review_decisions, ops.sync_alerts to {}").format(r["pusher"]))
+        # Webhook deliveries are inbound input: the loader records them, the pusher's sensor reads them.
+        x(sql.SQL("grant select, insert on ops.webhook_events to {}").format(r["loader"]))
+        x(sql.SQL("grant select on ops.webhook_events to {}").format(r["pusher"]))
+        x(sql.SQL("grant select on ops.webhook_events, ops.sync_alerts, ops.review_decisions to {}").format(r["finance"]))
         x("insert into ops.bootstrap (version) values (%s) on conflict (id) do update set version = excluded.version", (BOOTSTRAP_VERSION,))
 
 
@@ -485,8 +491,16 @@ create table if not exists ops.corrections (
         ('planned', 'needs_review', 'approved', 'rejected', 'pushed', 'applied', 'stale', 'failed')),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
-    decided_by text
+    decided_by text,
+    channel_sku text,
+    channel_location text,
+    drift_quantity numeric(18, 6),
+    snapshot_at timestamptz,
+    conflict_rule text,
+    attempts integer not null default 0,
+    last_detail text
 );
+create index if not exists corrections_channel_status on ops.corrections (channel, status);
 create table if not exists ops.sync_log (
     sync_log_id bigserial primary key,
     correction_id text not null,
@@ -501,6 +515,22 @@ create table if not exists ops.sync_log (
     outcome text not null check (outcome in ('applied', 'stale', 'rejected', 'failed', 'unknown')),
     http_status integer,
     detail text
+);
+create table if not exists ops.webhook_events (
+    webhook_event_id bigserial primary key,
+    channel text not null,
+    event_id text not null,
+    topic text not null,
+    payload jsonb,
+    received_at timestamptz not null default now(),
+    unique (channel, event_id)
+);
+create table if not exists ops.sync_alerts (
+    alert_id bigserial primary key,
+    run_id text not null unique,
+    job_name text not null,
+    message text not null,
+    raised_at timestamptz not null default now()
 );
 create table if not exists ops.review_decisions (
     decision_id bigserial primary key,

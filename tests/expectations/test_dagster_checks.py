@@ -6,6 +6,7 @@ the same instance, where Dagster's own blocking no longer applies, and must refu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -43,9 +44,22 @@ def push_job():
     push_gate()
 
 
+def _critical(builder):
+    def build(schemas):
+        suite = builder(schemas=schemas)
+        for expectation in suite.expectations:
+            expectation.severity = "critical"
+        return suite
+
+    return build
+
+
 @pytest.fixture
 def env(warehouse, scratch, session_settings):
-    check = build_gx_check(SUITES["channel_drift_within_tolerance"], schemas=scratch)
+    # The gate mechanism on a suite made blocking with ERROR severity (the shipped drift suites are advisory).
+    spec = dataclasses.replace(SUITES["channel_drift_within_tolerance"], severity="ERROR", blocking=True,
+                               builder=_critical(SUITES["channel_drift_within_tolerance"].builder))
+    check = build_gx_check(spec, schemas=scratch)
     resources = {"warehouse": WarehouseResource(home=str(session_settings.home))}
     return dg.DagsterInstance.ephemeral(), check, resources
 

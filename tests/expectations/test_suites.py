@@ -43,7 +43,8 @@ def test_drift_beyond_tolerance_fails_on_exactly_those_rows(table, run):
     ]
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT + bad)
     outcome = run("channel_drift_within_tolerance")
-    assert not outcome.success and outcome.severity == dg.AssetCheckSeverity.ERROR
+    # Advisory: drift is what corrections fix, so the suite warns and never blocks.
+    assert not outcome.success and outcome.severity == dg.AssetCheckSeverity.WARN
     assert len(outcome.failures) == 1
     assert keys(failing(outcome, "within the channel's tolerance"), "channel", "sku") == [("shopify", "B"), ("square", "C")]
 
@@ -67,7 +68,8 @@ def test_drift_uom(table, run):
     cases_as_eaches = ("shopify", "K", "L1", NOW, 2, 24, -22, -44, "uom", 60, 2, 12)
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT + [cases_as_eaches])
     outcome = run("channel_drift_uom")
-    assert not outcome.success and outcome.severity == dg.AssetCheckSeverity.ERROR
+    # Advisory: uom corrections wait in the review queue; the suite names the SKUs and warns.
+    assert not outcome.success and outcome.severity == dg.AssetCheckSeverity.WARN
     assert keys(failing(outcome, "pack factor"), "channel", "sku") == [("shopify", "K")]
 
 
@@ -275,7 +277,7 @@ def test_check_result_metadata_and_data_docs(table, run, gx_home):
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, many)
     outcome = run("channel_drift_within_tolerance", build_docs=True)
     result = to_check_result(outcome)
-    assert result.passed is False and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
     assert result.check_name == "gx_channel_drift_within_tolerance"
     assert result.metadata["failing_row_count"].value == 50
     assert len(result.metadata["failing_rows"].value) == MAX_FAILING_ROWS

@@ -49,7 +49,7 @@ class AmazonClient(ChannelClient):
 
     def __init__(self, base_url: str, token: str, *, seller_id: str, marketplace_id: str = "ATVPDKIKX0DER",
                  mfn_skus: Sequence[str] = (), product_type: str = "PRODUCT", verify_attempts: int = 3,
-                 verify_delay: float = 1.0, **http_options: Any) -> None:
+                 verify_delay: float = 1.0, rate_scale: float = 1.0, **http_options: Any) -> None:
         if not token:
             raise ValueError("amazon: an access token is required (AMAZON_SP_ACCESS_TOKEN)")
         if not seller_id:
@@ -62,7 +62,8 @@ class AmazonClient(ChannelClient):
         self.mfn_skus = list(mfn_skus)
         self.verify_attempts = verify_attempts
         self.verify_delay = verify_delay
-        self._pacers = {op: Pacer(rate, sleep=self.http.sleep) for op, rate in RATES.items()}
+        # rate_scale > 1 for selling partners on a raised usage plan (Amazon grants them on request).
+        self._pacers = {op: Pacer(rate * rate_scale, sleep=self.http.sleep) for op, rate in RATES.items()}
 
     def _call(self, op: str, method: str, path: str, **kw: Any) -> ApiResponse:
         pacer = self._pacers[op]

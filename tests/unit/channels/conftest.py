@@ -1,6 +1,7 @@
 """Fixtures for the channel client unit tests."""
 
 import pytest
+
 from tests.unit.channels.channel_fakes import Sleeps
 
 

@@ -12,7 +12,6 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from tests.unit.channels.channel_fakes import CANARY, Script, reply, sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from orchestration.lib.channels.http import (
     parse_json,
     parse_timestamp,
 )
+from tests.unit.channels.channel_fakes import CANARY, Script, reply, sequence
 
 NOW = datetime(2026, 1, 12, 12, 0, tzinfo=UTC)
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from tests.unit.channels.channel_fakes import CANARY, Script, reply
 
 from orchestration.lib.channels import BadResponse, LevelTarget, ShopifyClient
 from orchestration.lib.channels.http import RetryPolicy
+from tests.unit.channels.channel_fakes import CANARY, Script, reply
 
 ITEM = "gid://shopify/InventoryItem/1"
 LOC = "gid://shopify/Location/7"

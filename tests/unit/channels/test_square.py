@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
-from tests.unit.channels.channel_fakes import CANARY, Script, reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestration.lib.channels import LevelTarget, MovementCursor, Record, SquareClient
 from orchestration.lib.channels.http import RetryPolicy
+from tests.unit.channels.channel_fakes import CANARY, Script, reply
 
 TARGET = LevelTarget("VAR1", "LOC1")
 AS_OF = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)

@@ -36,6 +36,8 @@ final as (
         source_id,
         loaded_at
     from mapped
+    -- Rows that carry no shown figure (e.g. a Square count in a non-stock state) never win.
+    where on_hand_quantity is not null or available_quantity is not null or is_untracked_in_stock
     order by channel, sku, location, snapshot_at desc, loaded_at desc, source_id desc
 )
 

@@ -1,32 +1,27 @@
--- On-hand per SKU and location as the fold of the ledger (DESIGN §6, invariant I-2): the last
--- physical count sets the level at its time; later movements add to it; earlier ones no longer count.
--- Independent of the valuation pass on purpose, so a check can compare the two.
-with ledger as (
+-- On-hand per SKU and location now (the last running balance), with stock sent but not yet received.
+with balances as (
+    select * from {{ ref('int_stock_balances_running') }}
+),
+
+ledger as (
     select * from {{ ref('int_movements_unified') }}
 ),
 
-last_count as (
+latest as (
     select distinct on (sku, location)
         sku,
         location,
-        occurred_at,
-        event_id,
-        quantity_base
-    from ledger
-    where movement_type = 'physical_count'
+        balance_after as on_hand_quantity,
+        occurred_at as last_movement_at
+    from balances
     order by sku, location, occurred_at desc, event_id desc
 ),
 
-after_count as (
-    select
-        o.sku,
-        o.location,
-        sum(o.quantity_base) as delta
-    from ledger as o
-    left join last_count as c on c.sku = o.sku and c.location = o.location
-    where o.movement_type <> 'physical_count'
-        and (c.sku is null or (o.occurred_at, o.event_id) > (c.occurred_at, c.event_id))
-    group by o.sku, o.location
+last_count as (
+    select sku, location, max(occurred_at) as last_counted_at
+    from ledger
+    where movement_type = 'physical_count'
+    group by sku, location
 ),
 
 in_transit as (
@@ -46,24 +41,17 @@ in_transit as (
     group by t_out.sku, t_out.location
 ),
 
-keys as (
-    select sku, location, max(occurred_at) as last_movement_at
-    from ledger
-    group by sku, location
-),
-
 final as (
     select
-        keys.sku,
-        keys.location,
-        coalesce(last_count.quantity_base, 0) + coalesce(after_count.delta, 0) as on_hand_quantity,
+        latest.sku,
+        latest.location,
+        latest.on_hand_quantity,
         coalesce(in_transit.in_transit_quantity, 0) as in_transit_quantity,
-        last_count.occurred_at as last_counted_at,
-        keys.last_movement_at
-    from keys
-    left join last_count on last_count.sku = keys.sku and last_count.location = keys.location
-    left join after_count on after_count.sku = keys.sku and after_count.location = keys.location
-    left join in_transit on in_transit.sku = keys.sku and in_transit.location = keys.location
+        last_count.last_counted_at,
+        latest.last_movement_at
+    from latest
+    left join last_count on last_count.sku = latest.sku and last_count.location = latest.location
+    left join in_transit on in_transit.sku = latest.sku and in_transit.location = latest.location
 )
 
 select * from final

@@ -1,0 +1,20 @@
+-- I-8 (FIFO): at every SKU and location the open layers hold exactly the closing quantity and value
+-- (none when the position is zero or negative). Returns the positions where they differ.
+with closing as (
+    select distinct on (sku, location) sku, location, balance_quantity, balance_value
+    from {{ ref('fct_inventory_valuation') }}
+    where method = 'fifo'
+    order by sku, location, valuation_sequence desc
+),
+
+layers as (
+    select sku, location, sum(quantity_remaining_base) as layer_quantity, sum(layer_value) as layer_value
+    from {{ ref('fct_cost_layers') }}
+    group by sku, location
+)
+
+select closing.*, layers.layer_quantity, layers.layer_value
+from closing
+full outer join layers on layers.sku = closing.sku and layers.location = closing.location
+where coalesce(layers.layer_quantity, 0) <> greatest(coalesce(closing.balance_quantity, 0), 0)
+    or (coalesce(closing.balance_quantity, 0) >= 0 and coalesce(layers.layer_value, 0) <> coalesce(closing.balance_value, 0))

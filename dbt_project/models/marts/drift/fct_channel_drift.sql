@@ -1,0 +1,199 @@
+-- What each channel shows against what it should show (DESIGN §8), per channel, SKU and location.
+-- A channel that is the location's master of record should show the ledger's on-hand at its
+-- snapshot time; any other channel should show the master's available stock under its policy.
+with levels as (
+    select * from {{ ref('int_channel_levels_latest') }}
+    where not is_untracked_in_stock
+),
+
+locations as (
+    select * from {{ ref('stg_file__locations') }}
+),
+
+channels as (
+    select * from {{ ref('dim_channels') }}
+),
+
+positions as (
+    select * from {{ ref('fct_stock_positions') }}
+),
+
+balances as (
+    select * from {{ ref('int_stock_balances_running') }}
+),
+
+ledger as (
+    select * from {{ ref('int_movements_unified') }}
+),
+
+kit_components as (
+    select * from {{ ref('stg_file__kit_components') }}
+),
+
+pack_factors as (
+    select * from {{ ref('int_uom_factors_resolved') }}
+    where factor_to_base > 1
+),
+
+feed_positions as (
+    -- How far each channel's own change feed has been read into the ledger.
+    select channel, max(occurred_at) as feed_read_to
+    from ledger
+    group by channel
+),
+
+roles as (
+    select
+        levels.*,
+        case when locations.master_channel = levels.channel then 'master' else 'publishing' end as channel_role
+    from levels
+    inner join locations on locations.location = levels.location
+),
+
+master_expected as (
+    select
+        roles.*,
+        roles.on_hand_quantity as channel_quantity,
+        coalesce(balance.balance_after, 0) as expected_quantity,
+        cast(0 as numeric) as tolerance_quantity
+    from roles
+    left join lateral (
+        select b.balance_after
+        from balances as b
+        where b.sku = roles.sku and b.location = roles.location and b.occurred_at <= roles.snapshot_at
+        order by b.occurred_at desc, b.event_id desc
+        limit 1
+    ) as balance on true
+    where roles.channel_role = 'master'
+),
+
+component_available as (
+    select
+        k.kit_sku,
+        p.location,
+        min(floor(greatest(p.available_quantity, 0) / k.quantity_per_kit)) as kit_available,
+        count(*) as components_found
+    from kit_components as k
+    inner join positions as p on p.sku = k.component_sku
+    group by k.kit_sku, p.location
+),
+
+kit_sizes as (
+    select kit_sku, count(*) as components from kit_components group by kit_sku
+),
+
+publishing_available as (
+    select
+        roles.*,
+        roles.available_quantity as channel_quantity,
+        -- Units the channel sold that the master has not shipped yet are already off its figure.
+        coalesce(
+            case when kit_sizes.kit_sku is not null and component_available.components_found = kit_sizes.components
+                then component_available.kit_available end,
+            positions.available_quantity,
+            0
+        ) - coalesce(roles.committed_quantity, 0) as master_available,
+        -- Channels that show no commitments may be behind by sales still in flight.
+        case when roles.committed_quantity is null then coalesce(channels.safety_buffer, 0) else 0 end
+            as tolerance_quantity
+    from roles
+    left join positions on positions.sku = roles.sku and positions.location = roles.location
+    left join kit_sizes on kit_sizes.kit_sku = roles.sku
+    left join component_available
+        on component_available.kit_sku = roles.sku and component_available.location = roles.location
+    left join channels on channels.channel = roles.channel
+    where roles.channel_role = 'publishing'
+),
+
+publishing_expected as (
+    -- The channel policy, in DESIGN §8's order: safety buffer, percentage rounded down, maximum, minimum.
+    select
+        p.*,
+        case
+            when p.master_available <= coalesce(c.safety_buffer, 0) then 0
+            else greatest(
+                least(
+                    floor(p.master_available * coalesce(c.publish_percentage, 100) / 100),
+                    coalesce(c.publish_maximum, floor(p.master_available * coalesce(c.publish_percentage, 100) / 100))
+                ),
+                coalesce(c.publish_minimum, 0)
+            )
+        end as expected_quantity
+    from publishing_available as p
+    left join channels as c on c.channel = p.channel
+),
+
+compared as (
+    select
+        channel, sku, location, channel_sku, channel_location, channel_role, snapshot_at, uom,
+        channel_quantity, expected_quantity, tolerance_quantity, loaded_at
+    from master_expected
+    union all
+    select
+        channel, sku, location, channel_sku, channel_location, channel_role, snapshot_at, uom,
+        channel_quantity, expected_quantity, tolerance_quantity, loaded_at
+    from publishing_expected
+),
+
+enriched as (
+    select
+        compared.*,
+        compared.channel_quantity - compared.expected_quantity as drift_quantity,
+        (
+            select min(f.factor_to_base)
+            from pack_factors as f
+            where f.sku = compared.sku
+                and compared.expected_quantity <> 0
+                and compared.channel_quantity <> compared.expected_quantity
+                and (
+                    compared.channel_quantity = floor(compared.expected_quantity / f.factor_to_base)
+                    or compared.channel_quantity = compared.expected_quantity * f.factor_to_base
+                )
+        ) as pack_factor_matched,
+        feed_positions.feed_read_to,
+        (
+            select max(l.occurred_at) from ledger as l
+            where l.sku = compared.sku and l.location = compared.location
+        ) as master_changed_at,
+        positions.unit_cost_avco
+    from compared
+    left join feed_positions on feed_positions.channel = compared.channel
+    left join positions on positions.sku = compared.sku and positions.location = compared.location
+),
+
+final as (
+    select
+        channel,
+        sku,
+        location,
+        channel_sku,
+        channel_location,
+        channel_role,
+        snapshot_at,
+        channel_quantity,
+        expected_quantity,
+        drift_quantity,
+        round(drift_quantity * coalesce(unit_cost_avco, 0), 2) as drift_value,
+        case
+            when drift_quantity = 0 then 'none'
+            when pack_factor_matched is not null then 'uom'
+            when channel_role = 'master' and (feed_read_to is null or snapshot_at > feed_read_to) then 'lag'
+            when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity then 'lag'
+            when channel_role = 'master' then 'missed_event'
+            when master_changed_at > snapshot_at then 'missed_event'
+            else 'unexplained'
+        end as drift_class,
+        case
+            when drift_quantity = 0 then 0
+            else greatest(
+                extract(epoch from (cast('{{ run_started_at }}' as timestamptz) - greatest(snapshot_at, master_changed_at))),
+                0
+            )
+        end as persisted_seconds,
+        tolerance_quantity,
+        pack_factor_matched,
+        loaded_at
+    from enriched
+)
+
+select * from final

@@ -1,0 +1,1 @@
+{{ stock_corrections_for('shiphero') }}

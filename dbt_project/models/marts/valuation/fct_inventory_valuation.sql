@@ -1,0 +1,31 @@
+-- Valuation of every movement by both methods (DESIGN §7): what it did to stock value at its SKU and
+-- location, the revaluation it booked, and the balance after it.
+with valued as (
+    select * from {{ ref('int_movements_valued') }}
+),
+
+final as (
+    select
+        movement_id,
+        source_name,
+        event_id,
+        sku,
+        location,
+        occurred_at,
+        movement_type,
+        method,
+        valuation_sequence,
+        quantity_base,
+        counted_quantity_base,
+        unit_cost_applied,
+        stock_value_change,
+        revaluation_amount,
+        balance_quantity,
+        balance_value,
+        average_unit_cost,
+        in_transit_quantity,
+        in_transit_value
+    from valued
+)
+
+select * from final
