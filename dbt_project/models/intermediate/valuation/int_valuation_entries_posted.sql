@@ -18,7 +18,7 @@
         on_schema_change='fail',
         pre_hook="{{ create_valuation_functions() }}",
         post_hook=(
-            ["delete from {{ this }} where sku not in (select sku from {{ ref('int_movements_unified') }})"]
+            ["delete from {{ this }} as t where not exists (select 1 from {{ ref('int_movements_unified') }} as u where u.sku = t.sku)"]
             if var('valuation_incremental', false) else []
         ),
     )
