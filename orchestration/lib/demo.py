@@ -53,6 +53,10 @@ class WallClockTraffic:
     def pause(self) -> None:
         self._pause.set()
 
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
@@ -97,7 +101,6 @@ def simulator_options(tokens: dict[str, str]) -> dict[str, dict]:
 @dataclass
 class DemoState:
     cycles: int = 0
-    cycle_seconds: list[float] | None = None
     converged: bool = False
 
 
@@ -154,20 +157,20 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
             os.environ[channel.token_env] = tokens[name]
         demo_settings = replace(settings, channels_file=registry_path)
         traffic = WallClockTraffic(world, live_rate)
-        state = DemoState(cycle_seconds=[])
+        state = DemoState()
         try:
             for cycle in range(1, max_cycles + 1):
                 if cycle == max_cycles - 1 or (cycle > 2 and state.converged):
                     traffic.pause()  # let the last cycles settle what is in flight
                 result = run_cycle(demo_settings, quiet=True)
-                state.cycles, state.cycle_seconds = cycle, [*state.cycle_seconds, result.seconds]
+                state.cycles = cycle
                 if not result.success:
                     out(f"cycle {cycle} FAILED in {result.seconds:.0f}s; see the run in `inventory-sync dev`")
                     out(result.summary())
                     return 2
                 remaining = unsettled_drift(wh)
                 out(f"cycle {cycle}: ok in {result.seconds:.0f}s, {remaining} drift rows still to settle")
-                if remaining == 0 and traffic._pause.is_set():
+                if remaining == 0 and traffic.paused:
                     state.converged = True
                     break
                 state.converged = remaining == 0

@@ -4,7 +4,7 @@ Owns every `raw.*` table. API channels land one JSON payload per source record i
 `raw.<channel>_<entity>` keyed by the source's id; the file channel lands typed canonical rows
 (DESIGN §5) in `raw.file_*`. Loading is effectively exactly once (DESIGN §9, I-1 and I-3):
 `insert … on conflict do nothing` on the source key, the stream's cursor advanced in the same
-transaction, and one loader per stream at a time (a transaction-scoped advisory lock).
+transaction; orchestration.lib.extract fences a second loader per stream with an advisory lock.
 """
 
 from __future__ import annotations
@@ -162,13 +162,6 @@ def dumps_exact(payload: Any) -> str:
         return str(value)
 
     return _DECIMAL.sub(r"\1", json.dumps(payload, default=default))
-
-
-def advisory_lock(conn: psycopg.Connection, channel: str, stream: str) -> bool:
-    """Fence a second loader for the same stream (held until the transaction ends)."""
-    return bool(
-        conn.execute("select pg_try_advisory_xact_lock(hashtext(%s))", (f"{channel}/{stream}",)).fetchone()[0]
-    )
 
 
 def read_cursor(conn: psycopg.Connection, channel: str, stream: str) -> Any:
