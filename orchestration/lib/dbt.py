@@ -43,12 +43,25 @@ def _dbt_sources_newer_than_manifest() -> bool:
     return any(p.stat().st_mtime > built for p in DBT_PROJECT_DIR.glob("*.yml"))
 
 
+PARSED_FOR = DBT_PROJECT_DIR / "target" / ".parsed-for"
+CONNECTION_VARS = ("INVENTORY_SYNC_PG_HOST", "INVENTORY_SYNC_PG_PORT", "INVENTORY_SYNC_PG_USER",
+                   "INVENTORY_SYNC_PG_DATABASE")
+
+
+def _connection_identity() -> str:
+    """What dbt hashes into a manifest's profile check (not the password): a parse made for another
+    host or port makes every `dbt build` parse the whole project again."""
+    return "\n".join(f"{name}={os.environ.get(name, '')}" for name in CONNECTION_VARS)
+
+
 def ensure_manifest() -> Path:
-    """Parse the project when the manifest is missing or older than the project files.
+    """Parse the project when the manifest is missing, older than the project files, or was parsed
+    for another connection (so each run's `dbt build` can parse partially, from its saved state).
 
     `dbt parse` needs no database, so this runs at install and setup time, never inside a run.
     """
-    if _dbt_sources_newer_than_manifest():
+    stale_profile = not PARSED_FOR.exists() or PARSED_FOR.read_text() != _connection_identity()
+    if _dbt_sources_newer_than_manifest() or stale_profile:
         proc = subprocess.run(
             [dbt_executable(), "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"],
             capture_output=True,
@@ -59,6 +72,7 @@ def ensure_manifest() -> Path:
             detail = (proc.stdout + proc.stderr).strip().splitlines()
             raise DbtProjectError("dbt parse failed: " + (detail[-1].strip() if detail else "no output")
                                   + " (run `inventory-sync dbt parse` for the full output)")
+        PARSED_FOR.write_text(_connection_identity())
     return MANIFEST
 
 

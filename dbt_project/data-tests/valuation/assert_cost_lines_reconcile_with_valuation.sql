@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_cost_of_goods'}}}) }}
 -- Lineage reconciles to the ledger: per movement and method, the issue lines booked on it sum to the
 -- value that left stock, and its revaluation lines to its revaluation_amount.
 with lines as (

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_cost_layers'}}}) }}
 -- I-8 (FIFO): at every SKU and location the open layers hold exactly the closing quantity and value
 -- (none when the position is zero or negative). Returns the positions where they differ.
 with closing as (

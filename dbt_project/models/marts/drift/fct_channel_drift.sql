@@ -50,20 +50,28 @@ roles as (
     inner join locations on locations.location = levels.location
 ),
 
+master_balance as (
+    -- The ledger's balance at each master snapshot: the last movement at or before it.
+    select distinct on (roles.channel, roles.sku, roles.location)
+        roles.channel, roles.sku, roles.location, b.balance_after
+    from roles
+    inner join balances as b
+        on b.sku = roles.sku and b.location = roles.location and b.occurred_at <= roles.snapshot_at
+    where roles.channel_role = 'master'
+    order by roles.channel, roles.sku, roles.location, b.occurred_at desc, b.event_id desc
+),
+
 master_expected as (
     select
         roles.*,
         roles.on_hand_quantity as channel_quantity,
-        coalesce(balance.balance_after, 0) as expected_quantity,
+        coalesce(master_balance.balance_after, 0) as expected_quantity,
         cast(0 as numeric) as tolerance_quantity
     from roles
-    left join lateral (
-        select b.balance_after
-        from balances as b
-        where b.sku = roles.sku and b.location = roles.location and b.occurred_at <= roles.snapshot_at
-        order by b.occurred_at desc, b.event_id desc
-        limit 1
-    ) as balance on true
+    left join master_balance
+        on master_balance.channel = roles.channel
+        and master_balance.sku = roles.sku
+        and master_balance.location = roles.location
     where roles.channel_role = 'master'
 ),
 
@@ -135,28 +143,40 @@ compared as (
     from publishing_expected
 ),
 
+pack_matches as (
+    -- Drift whose ratio is a known pack factor: cases reported as eaches, or the reverse.
+    select compared.channel, compared.sku, compared.location, min(f.factor_to_base) as pack_factor_matched
+    from compared
+    inner join pack_factors as f on f.sku = compared.sku
+    where compared.expected_quantity <> 0
+        and compared.channel_quantity <> compared.expected_quantity
+        and (
+            compared.channel_quantity = floor(compared.expected_quantity / f.factor_to_base)
+            or compared.channel_quantity = compared.expected_quantity * f.factor_to_base
+        )
+    group by compared.channel, compared.sku, compared.location
+),
+
+master_changes as (
+    select sku, location, max(occurred_at) as master_changed_at
+    from ledger
+    group by sku, location
+),
+
 enriched as (
     select
         compared.*,
         compared.channel_quantity - compared.expected_quantity as drift_quantity,
-        (
-            select min(f.factor_to_base)
-            from pack_factors as f
-            where f.sku = compared.sku
-                and compared.expected_quantity <> 0
-                and compared.channel_quantity <> compared.expected_quantity
-                and (
-                    compared.channel_quantity = floor(compared.expected_quantity / f.factor_to_base)
-                    or compared.channel_quantity = compared.expected_quantity * f.factor_to_base
-                )
-        ) as pack_factor_matched,
+        pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
-        (
-            select max(l.occurred_at) from ledger as l
-            where l.sku = compared.sku and l.location = compared.location
-        ) as master_changed_at,
+        master_changes.master_changed_at,
         positions.unit_cost_avco
     from compared
+    left join pack_matches
+        on pack_matches.channel = compared.channel
+        and pack_matches.sku = compared.sku
+        and pack_matches.location = compared.location
+    left join master_changes on master_changes.sku = compared.sku and master_changes.location = compared.location
     left join feed_positions on feed_positions.channel = compared.channel
     left join positions on positions.sku = compared.sku and positions.location = compared.location
 ),
@@ -178,7 +198,9 @@ final as (
             when drift_quantity = 0 then 'none'
             when pack_factor_matched is not null then 'uom'
             when channel_role = 'master' and (feed_read_to is null or snapshot_at > feed_read_to) then 'lag'
-            when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity then 'lag'
+            -- In flight: the channel moved first (its own sale) and the master has not moved since.
+            when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity
+                and (master_changed_at is null or master_changed_at <= snapshot_at) then 'lag'
             when channel_role = 'master' then 'missed_event'
             when master_changed_at > snapshot_at then 'missed_event'
             else 'unexplained'
