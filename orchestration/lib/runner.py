@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -31,8 +32,13 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> Cyc
     defs = build_definitions(settings)
     job = defs.resolve_job_def("sync_inventory_job")
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
         run_config = {"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}}
+        if quiet:
+            # dbt's own log (which dagster-dbt re-emits on stdout) goes to a file instead of the terminal.
+            log_dir = settings.home / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(log_dir / "last-cycle.log", "w"))))
         result = job.execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False, tags={"inventory-sync/push": str(push).lower()}
         )

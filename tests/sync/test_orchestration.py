@@ -83,7 +83,7 @@ def test_failing_blocking_check_stops_the_push_in_a_separate_run(pusher, mart, s
     def corrections_are_plausible():
         return dg.AssetCheckResult(passed=verdict["passed"])
 
-    push = build_push_asset(ChannelConfig(name, "shopify", sims.base_urls["shopify"], "UNUSED"))
+    push = build_push_asset([ChannelConfig(name, "shopify", sims.base_urls["shopify"], "UNUSED")])
     assets = [source, corrections_are_plausible, push]
     res = resources(session_settings, sims, {name: "shopify"})
     before = applied_total(sims, "shopify")

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -91,33 +92,66 @@ def build_corrections_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinitio
     return _corrections
 
 
-def build_push_asset(channel: ChannelConfig) -> dg.AssetsDefinition:
-    key = channel_resource_key(channel.name)
+def _push_one(context, channel: ChannelConfig):
+    api = getattr(context.resources, channel_resource_key(channel.name))
+    with api.client(channel) as client, context.resources.warehouse.connect("pusher") as conn:
+        summary = push_channel(conn, client, channel.name)
+        counts = push_metadata(conn, channel.name)
+    return summary, counts
 
-    @dg.asset(
-        key=push_key(channel.name), group_name="sync", kinds={"postgres", channel.client},
-        deps=[CORRECTIONS_KEY], required_resource_keys={"warehouse", key},
+
+def build_push_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinition:
+    """`push/<channel>/stock_corrections` for every channel, as one subsettable step that pushes to the
+    channels concurrently (one thread each; their APIs and rate limits are independent)."""
+    specs = [
+        dg.AssetSpec(
+            key=push_key(channel.name), group_name="sync", kinds={"postgres", channel.client}, deps=[CORRECTIONS_KEY],
+            description=(f"Corrections pushed to {channel.name}: re-checks the blocking checks of "
+                         f"{source_key(channel.name).to_user_string()} (and upstream) in the instance, settles "
+                         "in-flight corrections by reading the level back, then pushes planned/approved ones with "
+                         "their idempotency key; every attempt is in ops.sync_log."),
+        )
+        for channel in channels
+    ]
+
+    @dg.multi_asset(
+        name="push_corrections", specs=specs, can_subset=True,
+        required_resource_keys={"warehouse", *(channel_resource_key(c.name) for c in channels)},
         retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
-        description=(f"Corrections pushed to {channel.name}: re-checks the blocking checks of "
-                     f"{source_key(channel.name).to_user_string()} (and upstream) in the instance, settles "
-                     "in-flight corrections by reading the level back, then pushes planned/approved ones with "
-                     "their idempotency key; every attempt is in ops.sync_log."),
     )
-    def _push(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _push(context: dg.AssetExecutionContext):
+        selected = [c for c in channels if push_key(c.name) in context.selected_asset_keys]
         if context.run.tags.get("inventory-sync/push") == "false":
-            return dg.MaterializeResult(metadata={"skipped": "run tagged inventory-sync/push=false"})
-        problems = blocking_check_failures(context.instance, _asset_graph(context), [source_key(channel.name)])
-        if problems:
-            raise dg.Failure(description=f"{channel.name}: refusing to push: {'; '.join(problems)}",
-                             allow_retries=False)
-        api = getattr(context.resources, key)
-        with api.client(channel) as client, context.resources.warehouse.connect("pusher") as conn:
-            summary = push_channel(conn, client, channel.name)
-            counts = push_metadata(conn, channel.name)
-        if summary.unresolved:
-            context.log.warning(f"{channel.name}: {summary.unresolved} correction(s) still in flight; "
-                                "the next push run settles them by reading the level back")
-        return dg.MaterializeResult(metadata={**summary.metadata(), **counts})
+            for c in selected:
+                yield dg.MaterializeResult(asset_key=push_key(c.name),
+                                           metadata={"skipped": "run tagged inventory-sync/push=false"})
+            return
+        # I-5: the blocking checks are re-read from the instance right before writing, per channel.
+        refused, ready = [], []
+        for c in selected:
+            problems = blocking_check_failures(context.instance, _asset_graph(context), [source_key(c.name)])
+            if problems:
+                refused.append(f"{c.name}: refusing to push: {'; '.join(problems)}")
+            else:
+                ready.append(c)
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(len(ready), 1), thread_name_prefix="push") as pool:
+            futures = {pool.submit(_push_one, context, c): c for c in ready}
+            for future in as_completed(futures):
+                c = futures[future]
+                try:
+                    summary, counts = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported below, after the others have pushed
+                    context.log.error(f"{c.name}: push failed: {type(exc).__name__}: {exc}")
+                    errors.append(f"{c.name}: {type(exc).__name__}: {exc}")
+                    continue
+                if summary.unresolved:
+                    context.log.warning(f"{c.name}: {summary.unresolved} correction(s) still in flight; "
+                                        "the next push run settles them by reading the level back")
+                yield dg.MaterializeResult(asset_key=push_key(c.name), metadata={**summary.metadata(), **counts})
+        if refused or errors:
+            # A refusal is not retried (the check must pass first); a failed push is (keys are idempotent).
+            raise dg.Failure(description="; ".join(refused + errors), allow_retries=bool(errors))
 
     return _push
 
@@ -256,7 +290,7 @@ def build_sync_definitions(registry: Registry,
                            default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED) -> dg.Definitions:
     """The sync stage for the registry's enabled channels (merge into the one Definitions)."""
     channels = registry.enabled
-    assets = [build_corrections_asset(channels)] + [build_push_asset(c) for c in channels]
+    assets = [build_corrections_asset(channels)] + ([build_push_asset(channels)] if channels else [])
     push_keys = [push_key(c.name) for c in channels]
     not_pushes = dg.AssetSelection.all() - dg.AssetSelection.assets(*push_keys)
     reconcile = dg.define_asset_job(
