@@ -217,6 +217,11 @@ def _send_and_settle(conn: psycopg.Connection, client, row: dict[str, Any], keye
         if on_sent:
             on_sent(row)
         responded = datetime.now(UTC)
+        if result.outcome == "accepted":
+            # Taken by an asynchronous API: in flight until a later run reads it back (settle_in_flight).
+            with conn.transaction():
+                _log(conn, row, requested, responded, "unknown", result.http_status, result.detail)
+            return "pushed"
         if result.outcome != "unknown":
             with conn.transaction():
                 _log(conn, row, requested, responded, result.outcome, result.http_status, result.detail)
@@ -247,9 +252,14 @@ def settle_in_flight(conn: psycopg.Connection, client, channel: str, summary: Pu
     summary = summary or PushSummary(channel)
     keyed = _is_keyed(client)
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"select {_COLUMNS} from ops.corrections where channel = %s and status = 'pushed' "  # noqa: S608 - constant column list
-                           "order by created_at, correction_id", (channel,)).fetchall()
+        rows = cur.execute(f"select {_COLUMNS}, updated_at <= now() - make_interval(secs => %s) as due "  # noqa: S608 - constant column list
+                           "from ops.corrections where channel = %s and status = 'pushed' "
+                           "order by created_at, correction_id",
+                           (float(getattr(client, "settle_after", 0.0)), channel)).fetchall()
     for row in rows:
+        if not row["due"]:  # an accepted write still being applied by the channel
+            summary.unresolved += 1
+            continue
         requested = datetime.now(UTC)
         verdict, _level, detail = read_back(client, row)
         if verdict == "unreadable":
@@ -260,8 +270,8 @@ def settle_in_flight(conn: psycopg.Connection, client, channel: str, summary: Pu
         else:
             status = {"applied": "applied", "stale": "stale", "unchanged": "failed"}[verdict]
             with conn.transaction():
-                _log(conn, row, requested, datetime.now(UTC), status, None, f"settled after restart: {detail}")
-                _finish(conn, row, status, f"settled after restart: {detail}")
+                _log(conn, row, requested, datetime.now(UTC), status, None, f"settled by reading back: {detail}")
+                _finish(conn, row, status, f"settled by reading back: {detail}")
         summary.settled_in_flight += 1
         if status == "pushed":
             summary.unresolved += 1

@@ -2,10 +2,12 @@
 
 FBA Inventory v1 `GET /fba/inventory/v1/summaries` (FBA-US stock, `nextToken` pages that expire),
 Listings Items 2021-08-01 `PATCH`/`GET /listings/2021-08-01/items/{sellerId}/{sku}` (merchant-fulfilled
-quantity; a patch is only ACCEPTED and applied after `apply_delay` seconds), and the LWA token
-exchange `POST /auth/o2/token`.  Per-operation token buckets answer 429 `QuotaExceeded` with
-`x-amzn-RateLimit-Limit`.  A bad access token gets the SP-API's 403 `Unauthorized`, as the real
-service answers (it does not use 401).
+quantity; a patch is only ACCEPTED and applied after `apply_delay` seconds) and
+`GET /listings/2021-08-01/items/{sellerId}` (searchListingsItems: filters, sorting, `pageToken` pages,
+at most 1,000 items paged through per search), and the LWA token exchange `POST /auth/o2/token`.
+Only the merchant-fulfilled offers are listings items here (FBA stock is served by the summaries).
+Per-operation token buckets answer 429 `QuotaExceeded` with `x-amzn-RateLimit-Limit`.  A bad access
+token gets the SP-API's 403 `Unauthorized`, as the real service answers (it does not use 401).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import re
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -27,9 +30,30 @@ from .base import BadRequest, ChannelApp, Request, Response
 from .square import TokenBucket
 
 # (rate per second, burst) per operation, from the SP-API models.
-RATES = {"getInventorySummaries": (2.0, 2.0), "getListingsItem": (5.0, 10.0), "patchListingsItem": (5.0, 5.0)}
+RATES = {
+    "getInventorySummaries": (2.0, 2.0),
+    "getListingsItem": (5.0, 10.0),
+    "patchListingsItem": (5.0, 5.0),
+    "searchListingsItems": (5.0, 5.0),
+}
 PAGE_SIZE = 50
 LISTING_PATH = re.compile(r"^/listings/2021-08-01/items/([^/]+)/([^/]+)$")
+SEARCH_PATH = re.compile(r"^/listings/2021-08-01/items/([^/]+)$")
+# searchListingsItems (Listings Items 2021-08-01 model): pageSize default 10, maximum 20; "the maximum
+# number of items (SKUs) that can be returned and paged through is 1000" (numberOfResults counts all).
+SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, SEARCH_LIMIT = 10, 20, 1000
+INCLUDED_DATA = (
+    "summaries",
+    "attributes",
+    "issues",
+    "offers",
+    "fulfillmentAvailability",
+    "procurement",
+    "relationships",
+    "productTypes",
+)
+IDENTIFIER_TYPES = ("ASIN", "EAN", "FNSKU", "GTIN", "ISBN", "JAN", "MINSAN", "SKU", "UPC")
+LISTING_STATUSES = ("BUYABLE", "DISCOVERABLE")
 
 
 def _errors(code: str, message: str, details: str = "") -> dict[str, Any]:
@@ -120,6 +144,9 @@ class AmazonApp(ChannelApp):
             return self._lwa(req)
         if req.path == "/fba/inventory/v1/summaries" and req.method == "GET":
             return self._limited("getInventorySummaries", req, self._summaries)
+        search = SEARCH_PATH.match(req.path)
+        if search and req.method == "GET":
+            return self._limited("searchListingsItems", req, lambda r: self._search(r, search.group(1)))
         m = LISTING_PATH.match(req.path)
         if m and req.method == "GET":
             return self._limited("getListingsItem", req, lambda r: self._get_listing(r, *m.groups()))
@@ -266,11 +293,14 @@ class AmazonApp(ChannelApp):
         return out
 
     # -- listings -------------------------------------------------------------------------------
-    def _check_listing(self, req: Request, seller_id: str, sku: str) -> str:
+    def _check_seller(self, req: Request, seller_id: str) -> None:
         if not req.arg("marketplaceIds"):
             raise BadRequest("Missing required parameter marketplaceIds.")
         if seller_id != AMAZON_SELLER_ID:
             raise BadRequest(f"Invalid sellerId: {seller_id}.")
+
+    def _check_listing(self, req: Request, seller_id: str, sku: str) -> str:
+        self._check_seller(req, seller_id)
         sku = unquote(sku)
         if sku not in self._mfn:
             raise BadRequest(
@@ -282,10 +312,17 @@ class AmazonApp(ChannelApp):
 
     def _get_listing(self, req: Request, seller_id: str, sku: str) -> Response:
         sku = self._check_listing(req, seller_id, sku)
+        return Response(200, self._item(sku, (req.arg("includedData") or "summaries").split(",")))
+
+    def _created(self) -> datetime:
+        """Every simulated listing was created when the world was seeded (before any update)."""
+        return self.world.scenario.anchor - timedelta(days=self.world.scenario.days)
+
+    def _item(self, sku: str, included: list[str]) -> dict[str, Any]:
+        """One listings item as getListingsItem and searchListingsItems return it."""
         w = self.world
         lst = self._mfn[sku]
         rec = w.amazon_mfn[sku]
-        included = (req.arg("includedData") or "summaries").split(",")
         out: dict[str, Any] = {"sku": sku}
         if "summaries" in included:
             out["summaries"] = [
@@ -296,7 +333,7 @@ class AmazonApp(ChannelApp):
                     "conditionType": "new_new",
                     "status": ["BUYABLE"],
                     "itemName": w.catalog.sku(lst.sku).description,
-                    "createdDate": iso(w.scenario.anchor),
+                    "createdDate": iso(self._created()),
                     "lastUpdatedDate": iso(rec["updated"]),
                 }
             ]
@@ -309,7 +346,130 @@ class AmazonApp(ChannelApp):
             ]
         if "issues" in included:
             out["issues"] = []
-        return Response(200, out)
+        return out
+
+    @staticmethod
+    def _list_arg(req: Request, name: str, allowed: tuple[str, ...] | None = None) -> list[str] | None:
+        text = req.arg(name)
+        if text is None:
+            return None
+        values = [v for v in text.split(",") if v]
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if not values or bad:
+            raise BadRequest(f"Invalid value for {name}: {text!r}.")
+        return values
+
+    @staticmethod
+    def _time_arg(req: Request, name: str) -> datetime | None:
+        text = req.arg(name)
+        if text is None:
+            return None
+        try:
+            return parse_ts(text)
+        except ValueError:
+            raise BadRequest(f"{name} must be an ISO 8601 date-time, got {text!r}.") from None
+
+    def _search(self, req: Request, seller_id: str) -> Response:
+        """searchListingsItems: validate like the SP-API, filter, sort, page with opaque tokens."""
+        self._check_seller(req, seller_id)
+        markets = req.arg("marketplaceIds").split(",")
+        if len(markets) != 1:
+            raise BadRequest("marketplaceIds must contain exactly one marketplace.")
+        if markets[0] != AMAZON_MARKETPLACE:
+            raise BadRequest(f"Invalid marketplace: {markets[0]}.")
+        try:
+            size = int(req.arg("pageSize") or SEARCH_PAGE_DEFAULT)
+        except ValueError:
+            raise BadRequest("pageSize must be an integer.") from None
+        if not 1 <= size <= SEARCH_PAGE_MAX:
+            raise BadRequest(f"pageSize must be between 1 and {SEARCH_PAGE_MAX}.")
+        included = self._list_arg(req, "includedData", INCLUDED_DATA) or ["summaries"]
+        identifiers = self._list_arg(req, "identifiers")
+        id_type = req.arg("identifiersType")
+        if identifiers is not None and not id_type:
+            raise BadRequest("identifiersType is required when identifiers is provided.")
+        if id_type is not None and identifiers is None:
+            raise BadRequest("identifiers is required when identifiersType is provided.")
+        if id_type is not None and id_type not in IDENTIFIER_TYPES:
+            raise BadRequest(f"Invalid value for identifiersType: {id_type!r}.")
+        if identifiers is not None and len(identifiers) > 20:
+            raise BadRequest("identifiers accepts at most 20 values.")
+        family = [n for n in ("identifiers", "variationParentSku", "packageHierarchySku") if req.arg(n)]
+        if len(family) > 1:
+            raise BadRequest(f"{' and '.join(family)} cannot be used together.")
+        bounds = {
+            n: self._time_arg(req, n)
+            for n in ("createdAfter", "createdBefore", "lastUpdatedAfter", "lastUpdatedBefore")
+        }
+        with_status = self._list_arg(req, "withStatus", LISTING_STATUSES)
+        without_status = self._list_arg(req, "withoutStatus", LISTING_STATUSES)
+        severity = self._list_arg(req, "withIssueSeverity", ("WARNING", "ERROR"))
+        sort_by = req.arg("sortBy") or "lastUpdatedDate"
+        if sort_by not in ("sku", "createdDate", "lastUpdatedDate"):
+            raise BadRequest(f"Invalid value for sortBy: {sort_by!r}.")
+        order = req.arg("sortOrder") or "DESC"
+        if order not in ("ASC", "DESC"):
+            raise BadRequest(f"Invalid value for sortOrder: {order!r}.")
+
+        # A token is bound to the query that produced it (every parameter but pageToken).
+        query = sorted((k, v) for k, vs in req.query.items() if k != "pageToken" for v in vs)
+        fingerprint = hashlib.sha256(
+            json.dumps(["searchListingsItems", seller_id, query]).encode()
+        ).hexdigest()
+        offset = 0
+        if req.arg("pageToken"):
+            entry = self._tokens.get(req.arg("pageToken"))
+            if entry is None or entry[1] != fingerprint:
+                raise BadRequest("Invalid pageToken.")
+            offset = entry[2]
+
+        w = self.world
+        created = self._created()
+        status = ["BUYABLE"]  # every simulated offer is buyable, none has issues or relationships
+
+        def matches(sku: str) -> bool:
+            updated = w.amazon_mfn[sku]["updated"]
+            if identifiers is not None:
+                key = {"SKU": sku, "ASIN": w.catalog.amazon_asins[self._mfn[sku].sku]}.get(id_type)
+                if key not in identifiers:
+                    return False
+            return not (
+                req.arg("variationParentSku")
+                or req.arg("packageHierarchySku")
+                or severity
+                or (with_status and not set(with_status) & set(status))
+                or (without_status and set(without_status) & set(status))
+                or (bounds["createdAfter"] and created < bounds["createdAfter"])
+                or (bounds["createdBefore"] and created > bounds["createdBefore"])
+                or (bounds["lastUpdatedAfter"] and updated < bounds["lastUpdatedAfter"])
+                or (bounds["lastUpdatedBefore"] and updated > bounds["lastUpdatedBefore"])
+            )
+
+        def sort_key(sku: str) -> tuple:
+            if sort_by == "sku":
+                return (sku,)
+            return (created if sort_by == "createdDate" else w.amazon_mfn[sku]["updated"], sku)
+
+        rows = sorted((s for s in self._mfn if matches(s)), key=sort_key, reverse=order == "DESC")
+        reachable = rows[:SEARCH_LIMIT]
+        end, has_next = page_bounds(self.plan, w.fault_rng[self.name], offset, size, len(reachable))
+        out: dict[str, Any] = {
+            "numberOfResults": len(rows),
+            "items": [self._item(s, included) for s in reachable[offset:end]],
+        }
+        pagination = {}
+        if has_next:
+            pagination["nextToken"] = self._page_token(fingerprint, end)
+        if offset > 0:
+            pagination["previousToken"] = self._page_token(fingerprint, max(0, offset - size))
+        if pagination:
+            out["pagination"] = pagination
+        return Response(200, out, page=True)
+
+    def _page_token(self, fingerprint: str, offset: int) -> str:
+        token = self._new_id()
+        self._tokens[token] = (time.monotonic(), fingerprint, offset)
+        return token
 
     def _patch_listing(self, req: Request, seller_id: str, sku: str) -> Response:
         sku = self._check_listing(req, seller_id, sku)

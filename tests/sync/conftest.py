@@ -10,15 +10,23 @@ import httpx
 import pytest
 from psycopg import sql
 
-from orchestration.lib.channels import LevelTarget, RetryPolicy, ShipHeroClient, ShopifyClient, SquareClient
+from orchestration.lib.channels import (
+    AmazonClient,
+    LevelTarget,
+    RetryPolicy,
+    ShipHeroClient,
+    ShopifyClient,
+    SquareClient,
+)
 from simulator.faults import FaultPlan
-from simulator.scenario import Scenario
+from simulator.scenario import AMAZON_MARKETPLACE, AMAZON_SELLER_ID, Scenario
 from simulator.server import start_simulators
 from simulator.world import World
 
 TOKEN = "canary-sync-tok-9f2c41"
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05, budget_seconds=10)
-CLIENTS = {"shopify": ShopifyClient, "square": SquareClient, "shiphero": ShipHeroClient}
+CLIENTS = {"shopify": ShopifyClient, "square": SquareClient, "shiphero": ShipHeroClient, "amazon": AmazonClient}
+CLIENT_OPTIONS = {"amazon": {"seller_id": AMAZON_SELLER_ID, "marketplace_id": AMAZON_MARKETPLACE}}
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +38,9 @@ def sync_warehouse(warehouse):
 @pytest.fixture(scope="session")
 def sims():
     world = World(Scenario(seed=11, skus=10, days=1))
-    with start_simulators(world, options={name: {"token": TOKEN} for name in CLIENTS}) as running:
+    options = {name: {"token": TOKEN} for name in CLIENTS}
+    options["amazon"]["apply_delay"] = 0.05
+    with start_simulators(world, options=options) as running:
         yield running
 
 
@@ -44,7 +54,7 @@ def _no_faults(request):
 
 
 def client(sims, channel: str, **kw):
-    return CLIENTS[channel](sims.base_urls[channel], TOKEN, retry=FAST, **kw)
+    return CLIENTS[channel](sims.base_urls[channel], TOKEN, retry=FAST, **{**CLIENT_OPTIONS.get(channel, {}), **kw})
 
 
 def listing(sims, channel: str, index: int = 0):

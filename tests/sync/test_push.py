@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal
 
 import pytest
@@ -219,3 +220,29 @@ def test_rejected_correction_is_never_pushed(pusher, mart, sims):
         assert push_channel(pusher, c, name).counts == {}
     assert status_of(pusher, row["correction_id"]) == "rejected"
     assert level(sims, lst) == Decimal(row["from_quantity"])
+
+
+def test_amazon_accepted_patch_stays_in_flight_until_read_back(pusher, mart, sims):
+    """Amazon only queues a patch (ACCEPTED): the pusher does not wait for it, nothing is sent twice, and
+    a later push run settles it by reading the offer back once `settle_after` has passed."""
+    name = unique("amazon")
+    mfn = [x for x in sims.world.catalog.listings_for("amazon") if x.channel_location == "DEFAULT"]
+    lst = mfn[0]
+    now = level(sims, lst)
+    row = correction_row(name, lst, now, now + 2)
+    plan_corrections(pusher, name, mart([row]))
+    before = applied_total(sims, "amazon")
+    with client(sims, "amazon", settle_after=3600) as c:
+        first = push_channel(pusher, c, name)
+        assert (first.counts, first.unresolved) == ({}, 1)
+        again = push_channel(pusher, c, name)  # too early to settle: nothing read back, nothing resent
+        assert (again.counts, again.settled_in_flight, again.unresolved) == ({}, 0, 1)
+    assert status_of(pusher, row["correction_id"]) == "pushed"
+    assert applied_total(sims, "amazon") - before == 1
+    time.sleep(0.2)  # the simulator applies an ACCEPTED patch 0.05 s later
+    with client(sims, "amazon", settle_after=0) as c:
+        settled = push_channel(pusher, c, name)
+    assert settled.settled_in_flight == 1 and settled.counts == {"applied": 1}
+    assert status_of(pusher, row["correction_id"]) == "applied"
+    assert applied_total(sims, "amazon") - before == 1
+    assert [o for o, _, _ in log_of(pusher, row["correction_id"])] == ["unknown", "applied"]

@@ -25,8 +25,10 @@ from .http import (
 )
 
 EntityKind = Literal["levels", "movements"]
-Outcome = Literal["applied", "stale", "rejected", "failed", "unknown"]
-OUTCOMES: tuple[Outcome, ...] = ("applied", "stale", "rejected", "failed", "unknown")
+# `accepted`: an asynchronous API took the write and applies it later (Amazon's ACCEPTED submission);
+# it stays in flight and is settled by reading the level back once `settle_after` seconds have passed.
+Outcome = Literal["applied", "stale", "rejected", "failed", "unknown", "accepted"]
+OUTCOMES: tuple[Outcome, ...] = ("applied", "stale", "rejected", "failed", "unknown", "accepted")
 
 
 class Record(NamedTuple):
@@ -130,6 +132,8 @@ class ChannelClient:
     entities: ClassVar[tuple[Entity, ...]]
 
     http: ChannelHttp
+    # Seconds an `accepted` write is given to apply before it is read back and settled.
+    settle_after: float = 0.0
 
     def close(self) -> None:
         self.http.close()

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from orchestration.lib.channels import (
@@ -56,7 +57,8 @@ def build(sims, channel: str, token: str = CANARY):
         return SquareClient(url, token, lookback=timedelta(minutes=10), **common)
     if channel == "amazon":
         mfn = [lst.channel_sku for lst in cat.listings_for("amazon") if lst.channel_location == AMAZON_MFN_CHANNEL]
-        return AmazonClient(url, token, seller_id=AMAZON_SELLER_ID, mfn_skus=mfn, verify_delay=0.1, **common)
+        return AmazonClient(url, token, seller_id=AMAZON_SELLER_ID, mfn_skus=mfn, verify_attempts=3, verify_delay=0.1,
+                            **common)
     if channel == "shiphero":
         return ShipHeroClient(url, token, page_size=7, **common)
     listed = [lst.channel_sku for lst in cat.listings_for("toast")]
@@ -215,3 +217,48 @@ def test_canary_never_logged_under_faults(sims, caplog):
                 list(reader(None))
     assert "retrying" in caplog.text
     assert CANARY not in caplog.text
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """Counts the requests a client sends, by path prefix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+def test_amazon_incremental_listing_read_returns_the_patched_offer_with_few_requests():
+    from simulator.channels.amazon import AmazonApp
+    from simulator.channels.base import ChannelServer
+
+    world = World(Scenario(seed=5, skus=400, days=2))
+    mfn = [lst.channel_sku for lst in world.catalog.listings_for("amazon") if lst.channel_location == AMAZON_MFN_CHANNEL]
+    server = ChannelServer(AmazonApp(world, token=CANARY, rate_scale=40, apply_delay=0.05)).start()
+    counter = CountingTransport()
+    try:
+        client = AmazonClient(server.base_url, CANARY, seller_id=AMAZON_SELLER_ID, mfn_skus=mfn, rate_scale=40,
+                              verify_attempts=5, verify_delay=0.05, transport=counter, retry=FAST)
+        full = list(client.read_listings())
+        assert sorted(r.payload["sku"] for r in full) == sorted(mfn) and len(mfn) > 200
+        assert len(counter.paths) == -(-len(mfn) // 20)  # 20 offers a request, not one each
+        since = max(r.cursor_at for r in full)
+
+        world.tick(30)  # the clock moves on past the cursor
+        target = LevelTarget(mfn[7], AMAZON_MFN_CHANNEL)
+        before = client.read_level(target)
+        assert client.set_level(target, before, before + 5, "amazon-incremental-1").outcome == "applied"
+        counter.paths.clear()
+        changed = list(client.read_listings(since))
+        assert len(counter.paths) <= 3 < len(mfn) // 50
+        assert set(counter.paths) == {f"/listings/2021-08-01/items/{AMAZON_SELLER_ID}"}  # searches only
+        patched = [r for r in changed if r.payload["sku"] == mfn[7]]
+        assert [r.payload["fulfillmentAvailability"][0]["quantity"] for r in patched] == [before + 5]
+        assert patched[0].cursor_at > since and patched[0].source_id not in {r.source_id for r in full}
+        assert all(r.cursor_at >= since - client.lookback for r in changed)
+        assert len(changed) < len(mfn) // 10
+    finally:
+        server.stop()

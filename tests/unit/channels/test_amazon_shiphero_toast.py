@@ -12,6 +12,7 @@ import pytest
 from orchestration.lib.channels import (
     AmazonClient,
     AuthError,
+    BadResponse,
     LevelTarget,
     MovementCursor,
     ShipHeroClient,
@@ -23,6 +24,7 @@ from tests.unit.channels.channel_fakes import CANARY, Script, reply
 
 
 def amazon(script, sleeps, **kw):
+    kw.setdefault("verify_attempts", 3)
     return AmazonClient("https://sp.example.com", CANARY, seller_id="SELLER", transport=script.transport,
                         sleep=sleeps, verify_delay=0.5, **kw)
 
@@ -96,6 +98,14 @@ def test_amazon_push_merges_then_verifies(sleeps):
                                                                      "quantity": 14}]}]}
 
 
+def test_amazon_accepted_is_left_in_flight_by_default(sleeps):
+    script = amazon_push([10], reply(200, {"sku": "A", "status": "ACCEPTED", "submissionId": "s"}))
+    result = amazon(script, sleeps, verify_attempts=0).set_level(ATARGET, 10, 14, "k")
+    assert result.outcome == "accepted" and "read back" in result.detail
+    assert [r.method for r in script.requests] == ["GET", "PATCH"]  # compared first, never read back here
+    assert AmazonClient("https://sp.example.com", CANARY, seller_id="S").verify_attempts == 0
+
+
 def test_amazon_accepted_but_not_visible_is_unknown(sleeps):
     script = amazon_push([10], reply(200, {"sku": "A", "status": "ACCEPTED", "submissionId": "s"}))
     assert amazon(script, sleeps).set_level(ATARGET, 10, 14, "k").outcome == "unknown"
@@ -114,11 +124,120 @@ def test_amazon_dropped_patch_is_unknown_and_never_resent(sleeps):
     assert sum(r.method == "PATCH" for r in script.requests) == 1
 
 
-def test_amazon_mfn_listings_are_read_per_configured_sku(sleeps):
-    script = amazon_push([7], reply(200, {}))
+def offer(sku, at="2026-01-10T00:00:00Z", quantity=7, channel="DEFAULT"):
+    return {"sku": sku, "summaries": [{"marketplaceId": "ATVPDKIKX0DER", "productType": "PRODUCT",
+                                       "lastUpdatedDate": at}],
+            "fulfillmentAvailability": [{"fulfillmentChannelCode": channel, "quantity": quantity}]}
+
+
+def search_page(items, next_token=None, total=None):
+    body = {"numberOfResults": len(items) if total is None else total, "items": items}
+    if next_token:
+        body["pagination"] = {"nextToken": next_token}
+    return reply(200, body)
+
+
+def test_amazon_mfn_listings_are_searched_not_read_one_by_one(sleeps):
+    script = Script(lambda r: search_page([offer("A")]))
     records = list(amazon(script, sleeps, mfn_skus=["A"]).read_listings())
     assert records[0].source_id == "A|ATVPDKIKX0DER|2026-01-10T00:00:00Z"
-    assert records[0].payload["fulfillmentAvailability"][0]["quantity"] == 7
+    assert records[0].cursor_at == datetime(2026, 1, 10, tzinfo=UTC)
+    assert records[0].payload == {**offer("A"), "marketplaceId": "ATVPDKIKX0DER"}
+    (request,) = script.requests
+    assert request.method == "GET" and request.url.path == "/listings/2021-08-01/items/SELLER"
+    assert dict(request.url.params) == {
+        "marketplaceIds": "ATVPDKIKX0DER", "includedData": "summaries,fulfillmentAvailability",
+        "pageSize": "20", "sortBy": "lastUpdatedDate", "sortOrder": "ASC"}  # first run: no date filter
+
+
+def test_amazon_listing_search_follows_page_tokens_with_the_same_query(sleeps):
+    pages = {None: search_page([offer("A")], "t1", total=3), "t1": search_page([offer("B")], "t2", total=3),
+             "t2": search_page([offer("C", "2026-01-11T00:00:00Z")], total=3)}
+    script = Script(lambda r: pages[r.url.params.get("pageToken")])
+    records = list(amazon(script, sleeps).read_listings())
+    assert [r.payload["sku"] for r in records] == ["A", "B", "C"]
+    assert [r.url.params.get("pageToken") for r in script.requests] == [None, "t1", "t2"]
+    first = dict(script.requests[0].url.params)
+    assert all({k: v for k, v in r.url.params.items() if k != "pageToken"} == first for r in script.requests)
+
+
+def test_amazon_incremental_listing_read_asks_for_changes_since_the_cursor_less_the_lookback(sleeps):
+    script = Script(lambda r: search_page([offer("A", "2026-01-10T09:30:00Z")]))
+    client = amazon(script, sleeps, lookback=1800)  # seconds, as in the registry YAML
+    assert amazon(script, sleeps).lookback == timedelta(hours=1)
+    records = list(client.read_listings(datetime(2026, 1, 10, 10, tzinfo=UTC)))
+    params = script.requests[0].url.params
+    assert params["lastUpdatedAfter"] == "2026-01-10T09:30:00Z"  # "at or after": the cursor's own offer too
+    assert (params["sortBy"], params["sortOrder"]) == ("lastUpdatedDate", "ASC")
+    assert [r.source_id for r in records] == ["A|ATVPDKIKX0DER|2026-01-10T09:30:00Z"]
+
+
+def test_amazon_listing_read_keeps_only_the_configured_mfn_skus(sleeps):
+    items = [offer("A"), offer("A-FBA", channel="AMAZON_NA"), offer("B"), {"sku": "C", "summaries": []}]
+    script = Script(lambda r: search_page(items))
+    assert [r.payload["sku"] for r in amazon(script, sleeps, mfn_skus=["B", "C", "Z"]).read_listings()] == ["B", "C"]
+    # Without a list: every listing that reports a fulfillment availability.
+    assert [r.payload["sku"] for r in amazon(script, sleeps).read_listings()] == ["A", "A-FBA", "B"]
+
+
+def test_amazon_listing_search_refuses_a_repeating_page_token(sleeps):
+    script = Script(lambda r: search_page([offer("A")], "same", total=5))
+    with pytest.raises(BadResponse, match="pageToken repeats"):
+        list(amazon(script, sleeps).read_listings())
+    assert len(script.requests) == 2
+
+
+def test_amazon_listing_search_without_items_is_a_bad_response(sleeps):
+    script = Script(lambda r: reply(200, {"sku": "A"}))  # e.g. a getListingsItem answer
+    with pytest.raises(BadResponse, match="no items list"):
+        list(amazon(script, sleeps).read_listings())
+
+
+def minute(i):
+    return f"2026-01-10T{i // 60:02d}:{i % 60:02d}:00Z"
+
+
+def capped_search(stamps, limit=1000):
+    """A search over offers updated at `stamps` (by index) that, like Amazon, pages through at most
+    `limit` items and then stops without a nextToken; numberOfResults counts every match."""
+
+    def handler(request):
+        params = request.url.params
+        if "identifiers" in params:
+            skus = params["identifiers"].split(",")
+            return search_page([offer(s, stamps[int(s[1:])]) for s in skus])
+        after = params.get("lastUpdatedAfter")
+        rows = sorted((at, f"S{i:04d}") for i, at in enumerate(stamps) if after is None or at >= after)
+        start = int(params.get("pageToken") or 0)
+        end = min(start + int(params["pageSize"]), len(rows), limit)
+        return search_page([offer(sku, at) for at, sku in rows[start:end]], str(end) if end < min(len(rows), limit)
+                           else None, total=len(rows))
+
+    return Script(handler)
+
+
+def test_amazon_listing_search_past_the_1000_item_limit_continues_from_the_newest_update(sleeps):
+    stamps = [minute(i) for i in range(1300)]
+    script = capped_search(stamps)
+    records = list(amazon(script, sleeps).read_listings())
+    assert sorted(r.payload["sku"] for r in records) == [f"S{i:04d}" for i in range(1300)]
+    assert len(records) == 1300  # the overlap at the window edge loads once
+    windows = [r.url.params.get("lastUpdatedAfter") for r in script.requests if "pageToken" not in r.url.params]
+    assert windows == [None, minute(999)]
+    assert len(script.requests) == 50 + 16  # 1000 in 20s, then 301 (the edge again) in 20s
+
+
+def test_amazon_more_than_1000_offers_updated_at_once_are_read_by_sku(sleeps):
+    stamps = [minute(0)] * 1100 + [minute(5)] * 10  # a bulk upload, then a few changes
+    mfn = [f"S{i:04d}" for i in range(len(stamps))]
+    script = capped_search(stamps)
+    records = list(amazon(script, sleeps, mfn_skus=mfn).read_listings())
+    assert sorted(r.payload["sku"] for r in records) == mfn
+    by_sku = [r for r in script.requests if "identifiers" in r.url.params]
+    assert len(by_sku) == 56 and all(r.url.params["identifiersType"] == "SKU" for r in by_sku)
+    assert all(len(r.url.params["identifiers"].split(",")) <= 20 for r in by_sku)
+    with pytest.raises(BadResponse, match="configure mfn_skus"):
+        list(amazon(capped_search(stamps), sleeps).read_listings())
 
 
 # ---------------------------------------------------------------- ShipHero
