@@ -36,6 +36,19 @@ class Scenario:
     anchor: datetime = DEFAULT_ANCHOR  # end of the generated history = the world's "now"
     events_per_sku_day: float = 0.6
     kit_share: float = 0.02
+    # How stores got their opening stock: "transfer" (shipped from the warehouses, the WMS logs every
+    # one) or "receipt" (delivered by vendors straight to the store, in the ERP and the store's POS).
+    store_opening: str = "transfer"
+    # The retailer's previous tool: every N minutes of history it set the publishing channels (Shopify,
+    # Amazon MFN) to the policy level of the master's on-hand, ignoring open orders. None: no tool,
+    # the channels drift from the opening for the whole history.
+    legacy_sync_minutes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.store_opening not in ("transfer", "receipt"):
+            raise ValueError(f"store_opening must be 'transfer' or 'receipt', not {self.store_opening!r}")
+        if self.legacy_sync_minutes is not None and self.legacy_sync_minutes <= 0:
+            raise ValueError("legacy_sync_minutes must be a positive number of minutes or None")
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,25 @@ class World:
         cat = self.catalog
         self._listing = {(x.channel, x.channel_sku, x.channel_location): x for x in cat.listings}
         self._master_listing = {(x.channel, x.sku, x.location): x for x in cat.listings}
+        self._policies = {p.channel: p for p in cat.policies}
+        self._published = [x for x in cat.listings if x.channel == "shopify"
+                           or (x.channel == "amazon" and x.channel_location == AMAZON_MFN_CHANNEL)]
+        self._kit_parts: dict[str, list[tuple[str, int]]] = {}
+        kits_of: dict[str, set[str]] = {}
+        for kit, comp, per in cat.kit_components:
+            self._kit_parts.setdefault(kit, []).append((comp, per))
+            kits_of.setdefault(comp, set()).add(kit)
+        # Published listings that depend on a (sku, location)'s on-hand: its own, and kits using it.
+        self._published_by_key: dict[tuple[str, str], list[Listing]] = {}
+        by_sku_location: dict[tuple[str, str], list[Listing]] = {}
+        for x in self._published:
+            by_sku_location.setdefault((x.sku, x.location), []).append(x)
+        for x in self._published:
+            key = (x.sku, x.location)
+            deps = [key] + [(comp, x.location) for comp, _ in self._kit_parts.get(x.sku, [])]
+            for dep in deps:
+                self._published_by_key.setdefault(dep, []).append(x)
+        self._changed: set[tuple[str, str]] = set()  # on-hand keys moved since the last legacy sync
         self._by_location = {loc.location: loc for loc in cat.locations}
         self.sellable = [s.sku for s in cat.skus if not s.is_kit]
         self._mfn = [x for x in cat.listings_for("amazon") if x.channel_location == AMAZON_MFN_CHANNEL]
@@ -224,6 +243,16 @@ class World:
                 self._process_due()
             return self.movements[start:]
 
+    def ship_open_orders(self) -> int:
+        """The warehouse works through its backlog now: every open channel order ships (no new traffic).
+        Returns how many orders were due."""
+        with self.lock:
+            for order in self.pending_orders:
+                order.ship_at = min(order.ship_at, self.now)
+            count = len(self.pending_orders)
+            self._process_due()
+            return count
+
     def truth(self) -> dict[tuple[str, str], int]:
         with self.lock:
             return dict(self.on_hand)
@@ -235,7 +264,7 @@ class World:
         return self._master_listing.get((channel, sku, location))
 
     def policy(self, channel: str) -> Policy:
-        return next(p for p in self.catalog.policies if p.channel == channel)
+        return self._policies[channel]
 
     def publish_quantity(self, channel: str, available: int) -> int:
         """What a non-master channel should show for `available` master units (DESIGN §8 order)."""
@@ -386,6 +415,9 @@ class World:
         self.now += timedelta(minutes=5)
         for store in STORES:
             for sku in self._stocked[store]:
+                if sc.store_opening == "receipt":
+                    self._receipt(sku, store, opening=True)
+                    continue
                 src = max(WAREHOUSES, key=lambda wh: self.on_hand.get((sku, wh), 0))
                 qty = min(self._rng.randint(6, 24), self.on_hand.get((sku, src), 0) // 3)
                 if qty > 0:
@@ -397,30 +429,41 @@ class World:
         total = int(len(self.sellable) * sc.days * sc.events_per_sku_day)
         remaining = sc.anchor - self.now
         step = remaining / max(total, 1)
+        legacy = timedelta(minutes=sc.legacy_sync_minutes) if sc.legacy_sync_minutes else None
+        next_legacy = self.now + legacy if legacy else None
         for _ in range(total):
             self.now += step
             self._process_due()
             self._random_event()
+            if next_legacy is not None and self.now >= next_legacy:
+                self._sync_published(changed_only=True)
+                next_legacy += legacy
         self.now = max(self.now, sc.anchor)
 
-    def _sync_published(self) -> None:
-        """Non-master channels start out showing exactly what policy says (they drift afterwards)."""
-        comps: dict[str, list[tuple[str, int]]] = {}
-        for kit, comp, per in self.catalog.kit_components:
-            comps.setdefault(kit, []).append((comp, per))
-        for lst in self.catalog.listings:
+    def _sync_published(self, changed_only: bool = False) -> None:
+        """Set the publishing channels to what policy says of the master's on-hand: at the opening (they
+        drift afterwards) and, with `changed_only`, as the legacy tool did (only levels that moved)."""
+        comps = self._kit_parts
+        if changed_only:
+            listings = {id(x): x for key in self._changed for x in self._published_by_key.get(key, [])}.values()
+        else:
+            listings = self._published
+        self._changed.clear()
+        for lst in listings:
             if lst.channel == "shopify":
                 if lst.sku in comps:
                     avail = min(self.on_hand.get((c, lst.location), 0) // per for c, per in comps[lst.sku])
                 else:
                     avail = self.on_hand.get((lst.sku, lst.location), 0)
-                self.shopify_levels[(lst.channel_sku, lst.channel_location)]["available"] = (
-                    self.publish_quantity("shopify", avail)
-                )
+                level = self.shopify_levels[(lst.channel_sku, lst.channel_location)]
+                quantity = self.publish_quantity("shopify", avail)
+                if level["available"] != quantity:
+                    level["available"], level["updated_at"] = quantity, self.now
             elif lst.channel == "amazon" and lst.channel_location == AMAZON_MFN_CHANNEL:
-                self.amazon_mfn[lst.channel_sku]["quantity"] = self.publish_quantity(
-                    "amazon", self.on_hand.get((lst.sku, lst.location), 0)
-                )
+                record = self.amazon_mfn[lst.channel_sku]
+                quantity = self.publish_quantity("amazon", self.on_hand.get((lst.sku, lst.location), 0))
+                if record["quantity"] != quantity:
+                    record["quantity"], record["updated"] = quantity, self.now
 
     # ------------------------------------------------------------------ truth + master channels
 
@@ -450,6 +493,7 @@ class World:
         before = self.on_hand.get(key, 0)
         after = base if movement_type == "physical_count" else before + base
         self.on_hand[key] = after
+        self._changed.add(key)
         master = self._by_location[location].master_channel
         occurred = occurred_at or self.now
         plan, frng = self.faults.get(master), self.fault_rng.get(master)
@@ -767,10 +811,10 @@ class World:
         for o in due:
             self.pending_orders.remove(o)
             ship = min(o.quantity, self.on_hand.get((o.sku, o.location), 0))
-            if ship <= 0:
-                continue
-            m = self._log("sale", o.sku, o.location, -ship, reference=o.order_id)
-            self._sales.append((m, ship))
+            if ship > 0:
+                m = self._log("sale", o.sku, o.location, -ship, reference=o.order_id)
+                self._sales.append((m, ship))
+            # Shipped, or cancelled for want of stock: either way the order no longer holds units.
             if o.channel == "shopify":
                 lvl = self.shopify_levels[(o.listing.channel_sku, o.listing.channel_location)]
                 lvl["committed"] -= o.quantity

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestration.lib.progress import stage
 from orchestration.lib.warehouse import Warehouse, open_warehouse
 from orchestration.settings import Settings
 
@@ -77,7 +78,9 @@ def demo_registry(base_urls: dict[str, str], world) -> dict:
                    "options": {"location_ids": sorted(cat.square_locations.values())}},
         "amazon": {"client": "amazon", "token_env": "AMAZON_SP_ACCESS_TOKEN",
                    "options": {"seller_id": AMAZON_SELLER_ID, "marketplace_id": AMAZON_MARKETPLACE,
-                               "mfn_skus": mfn, "rate_scale": 40.0, "verify_delay": 0.2}},
+                               "mfn_skus": mfn, "rate_scale": 40.0,
+                               # The simulator applies a patch 0.2 s after ACCEPTED (Amazon: minutes).
+                               "settle_after": 5.0}},
         "shiphero": {"client": "shiphero", "token_env": "SHIPHERO_ACCESS_TOKEN",
                      "options": {"warehouse_ids": sorted(cat.shiphero_warehouses.values())}},
         "toast": {"client": "toast", "token_env": "TOAST_ACCESS_TOKEN",
@@ -135,22 +138,25 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
     demo_dir = settings.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     anchor = datetime.now(UTC).replace(microsecond=0)
-    world = World(Scenario(seed=seed, skus=skus, days=7, anchor=anchor))
-    demo_faults(world)
+    with stage(f"building the demo retailer ({skus:,} SKUs)"):
+        world = World(Scenario(seed=seed, skus=skus, days=7, anchor=anchor, store_opening="receipt",
+                               legacy_sync_minutes=15))
+        demo_faults(world)
     tokens = {name: f"demo-{name}-token" for name in CHANNELS}
     out(f"demo retailer: {skus} SKUs, {len(world.catalog.locations)} locations, {len(world.movements)} events in a week of history")
 
-    with start_simulators(world, options=simulator_options(tokens)) as sims:
+    with stage("starting the channel simulators"):
+        simulators = start_simulators(world, options=simulator_options(tokens))
+    with simulators as sims:
         wh = open_warehouse(settings)
         files = world.write_files(demo_dir / "files")
         registry_path = demo_dir / "channels.yaml"
         registry_path.write_text(yaml.safe_dump(demo_registry(sims.base_urls, world), sort_keys=False))
         registry = load_registry(registry_path)
-        for kind in REFERENCE_FILES:
-            import_file(wh, kind, files[kind])
-        imported = {"erp": import_file(wh, "movements", files["movements"], source="erp", layouts=registry.file_layouts)}
-        for source in POS_EXPORTS:
-            imported[source] = import_file(wh, "movements", files[source], source=source, layouts=registry.file_layouts)
+        with stage("importing the retailer's files"):
+            for kind in REFERENCE_FILES:
+                import_file(wh, kind, files[kind])
+            imported = deliver_exports(wh, world, demo_dir / "files", registry)
         out("imported: " + ", ".join(f"{name} {r.loaded} movements" for name, r in imported.items()))
 
         for name, channel in registry.channels.items():  # the simulators' tokens, as a real deployment's env
@@ -160,9 +166,16 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         state = DemoState()
         try:
             for cycle in range(1, max_cycles + 1):
-                if cycle == max_cycles - 1 or (cycle > 2 and state.converged):
-                    traffic.pause()  # let the last cycles settle what is in flight
-                result = run_cycle(demo_settings, quiet=True)
+                # Live traffic for the first cycles; the last ones (up to three) settle.
+                if not traffic.paused and (cycle >= max(2, max_cycles - 2) or (cycle > 2 and state.converged)):
+                    # Let the last cycles settle what is in flight: no new traffic, and the warehouse
+                    # ships the channel orders it still has open.
+                    traffic.pause()
+                    world.ship_open_orders()
+                if cycle > 1:  # the ERP and the API-less POS export what happened since the last cycle
+                    deliver_exports(wh, world, demo_dir / "files", registry)
+                with stage(f"sync cycle {cycle} of at most {max_cycles}"):
+                    result = run_cycle(demo_settings, quiet=True)
                 state.cycles = cycle
                 if not result.success:
                     out(f"cycle {cycle} FAILED in {result.seconds:.0f}s; see the run in `inventory-sync dev`")
@@ -178,6 +191,19 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
             traffic.stop()
         out(summary(wh, world, registry, time.monotonic() - started, traffic.events, state))
     return 0
+
+
+def deliver_exports(wh: Warehouse, world, directory: Path, registry) -> dict:
+    """The retailer's periodic file exports (the ERP's purchase ledger, the POS systems without an API),
+    written from the simulated retailer and imported. Whole files each time: a re-import of rows it
+    already has changes nothing, so only what happened since the last export lands."""
+    from orchestration.lib.importer import import_file
+
+    files = world.write_files(directory)
+    imported = {"erp": import_file(wh, "movements", files["movements"], source="erp", layouts=registry.file_layouts)}
+    for source in POS_EXPORTS:
+        imported[source] = import_file(wh, "movements", files[source], source=source, layouts=registry.file_layouts)
+    return imported
 
 
 def summary(wh: Warehouse, world, registry, seconds: float, live_events: int, state: DemoState) -> str:
