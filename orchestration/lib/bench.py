@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.lib import benchgen
+from orchestration.lib.progress import stage
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 
 STAGES = ("extract_file", "extract_http", "dbt_build_full", "valuation_full", "window_pass_floor", "python_loop",
@@ -126,6 +127,14 @@ class MemorySampler:
 
 def _mb(n: int) -> float:
     return round(n / 1048576, 1)
+
+
+def _progress_note(result: dict[str, Any]) -> str:
+    """The detail on a stage's closing line at a terminal: what it measured, or why it is missing."""
+    if result.get("missing"):
+        return f"missing: {str(result.get('reason', ''))[:160]}"
+    rate = result.get("rows_per_second")
+    return f"measured {result.get('seconds')}s" + (f", {rate:,} rows/s" if isinstance(rate, int | float) else "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,11 +365,14 @@ class Bench:
         else:
             self.out(f"  … {name}")
             self.memory.begin_stage()
-            try:
-                result = fn()
-            except Exception as exc:  # a failed stage is reported, and the others still run
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                result = missing(f"failed: {type(exc).__name__}: {first[:300]}")
+            # On a terminal, a timed line on stderr; the figures are the stage's own timings, not this one.
+            with stage(f"bench {name}") as shown:
+                try:
+                    result = fn()
+                except Exception as exc:  # a failed stage is reported, and the others still run
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    result = missing(f"failed: {type(exc).__name__}: {first[:300]}")
+                shown.note(_progress_note(result))
             if not result.get("missing"):
                 result["peak_rss_mb"] = _mb(self.memory.stage_peak)
         self.stages[name] = result
@@ -395,25 +407,27 @@ class Bench:
         the rest straight into raw.file_movements with COPY as the loader."""
         from orchestration.lib import raw
 
-        refs = benchgen.reference_rows(self.shape)
-        with self.wh.connect("loader") as conn, conn.transaction():
-            for kind, rows in refs.items():
-                raw.load_file_rows(conn, kind, rows, f"bench-{kind}")
-        rows = benchgen.movements(self.shape)
         sample_size = min(self.shape.movements, FILE_SAMPLE_ROWS)
-        sample = list(itertools.islice(rows, sample_size))
+        with stage(f"bench generate (reference data, first {sample_size:,} movements)"):
+            refs = benchgen.reference_rows(self.shape)
+            with self.wh.connect("loader") as conn, conn.transaction():
+                for kind, rows in refs.items():
+                    raw.load_file_rows(conn, kind, rows, f"bench-{kind}")
+            rows = benchgen.movements(self.shape)
+            sample = list(itertools.islice(rows, sample_size))
         self._stage("extract_file", lambda: self._extract_file(sample))
         if self.stages["extract_file"].get("missing"):  # the import path failed: land the sample by COPY
-            rest = itertools.chain(sample, rows)
+            rest, expected = itertools.chain(sample, rows), self.shape.movements
         else:
-            rest = rows
-        self.memory.begin_stage()
-        started = time.monotonic()
-        with self.wh.connect("loader") as conn, conn.transaction():
-            copied = benchgen.copy_movements(conn, rest, f"bench-{uuid.uuid4().hex[:12]}")
-        seconds = time.monotonic() - started
-        with self.wh.admin_connect(autocommit=True) as conn:
-            conn.execute("analyze raw.file_movements")
+            rest, expected = rows, self.shape.movements - len(sample)
+        with stage(f"bench generate + COPY ({expected:,} movements)"):
+            self.memory.begin_stage()
+            started = time.monotonic()
+            with self.wh.connect("loader") as conn, conn.transaction():
+                copied = benchgen.copy_movements(conn, rest, f"bench-{uuid.uuid4().hex[:12]}", total=expected or None)
+            seconds = time.monotonic() - started
+            with self.wh.admin_connect(autocommit=True) as conn:
+                conn.execute("analyze raw.file_movements")
         self.extra["generate_and_copy"] = {
             "rows": copied, "seconds": round(seconds, 3), "rows_per_second": round(copied / seconds) if copied else None,
             "peak_rss_mb": _mb(self.memory.stage_peak),
@@ -604,7 +618,8 @@ class Bench:
                  f"{shape.days} days, seed {shape.seed})")
         self.out(f"bench: using its OWN embedded PostgreSQL in {self.settings.home} (wiped now, stopped at the end); "
                  "the configured warehouse is not touched")
-        self.wh = open_bench_warehouse(self.settings)
+        with stage("bench start PostgreSQL (its own, wiped)"):
+            self.wh = open_bench_warehouse(self.settings)
         self.memory = MemorySampler(self._postmaster_pid).start()
         try:
             self.load()
@@ -614,7 +629,8 @@ class Bench:
             self._stage("window_pass_floor", self.window_pass_floor)
             self._stage("python_loop", self.python_loop)
             self._stage("incremental_cycle", self.incremental_cycle)
-            latency, oversells = self.latency_and_oversells()
+            with stage("bench latency + oversells (simulated day)"):
+                latency, oversells = self.latency_and_oversells()
         finally:
             self.memory.stop()
             EmbeddedPostgres(self.settings.home).stop()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from orchestration.lib.progress import progress
+
 SOURCE = "erp"
 CURRENCY = "USD"
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)  # end of every generated history: fixed, so a seed reproduces
@@ -253,21 +255,31 @@ def _copy_line(row: tuple, source: str, batch_id: str) -> str:
     return "\t".join([source, *("\\N" if v is None else v for v in row), batch_id]) + "\n"
 
 
-def copy_movements(conn, rows: Iterator[tuple], batch_id: str, source: str = SOURCE, chunk: int = 5000) -> int:
-    """Stream rows into raw.file_movements with COPY (the caller's connection: the loader role)."""
+def _copy_chunks(rows: Iterator[tuple], source: str, batch_id: str, chunk: int) -> Iterator[list[str]]:
+    buffer: list[str] = []
+    for row in rows:
+        buffer.append(_copy_line(row, source, batch_id))
+        if len(buffer) >= chunk:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+
+
+def copy_movements(conn, rows: Iterator[tuple], batch_id: str, source: str = SOURCE, chunk: int = 5000,
+                   total: int | None = None) -> int:
+    """Stream rows into raw.file_movements with COPY (the caller's connection: the loader role).
+    With `total` (the rows expected), a bar on a terminal counts the chunks written (one update per
+    chunk, not per row: the bench times this loop)."""
     count = 0
     cols = "source, " + ", ".join(COLUMNS) + ", batch_id"
+    chunks = _copy_chunks(rows, source, batch_id, chunk)
+    if total is not None:
+        chunks = progress(chunks, total=-(-total // chunk), desc=f"movements, {chunk:,} per chunk", unit="chunk")
     with conn.cursor() as cur, cur.copy(f"copy raw.file_movements ({cols}) from stdin") as copy:  # noqa: S608 - constants
-        buffer: list[str] = []
-        for row in rows:
-            buffer.append(_copy_line(row, source, batch_id))
-            if len(buffer) >= chunk:
-                copy.write("".join(buffer))
-                count += len(buffer)
-                buffer.clear()
-        if buffer:
-            copy.write("".join(buffer))
-            count += len(buffer)
+        for lines in chunks:
+            copy.write("".join(lines))
+            count += len(lines)
     return count
 
 
