@@ -86,6 +86,8 @@ class InventoryDbtTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = manifest["sources"].get(unique_id) or manifest["nodes"].get(unique_id) or {}
         if node.get("resource_type") == "source":
+            if ((node.get("meta") or {}).get("dagster") or {}).get("asset_key"):
+                return spec  # the ops tables, keyed in the source's meta (declared in defs/sync)
             table = node["name"]
             channel = node["source_name"]
             entity = table[len(channel) + 1 :] if table.startswith(channel + "_") else table

@@ -35,6 +35,7 @@ from orchestration.lib.ui_metadata import push_metadata
 logger = logging.getLogger(__name__)
 
 CORRECTIONS_KEY = dg.AssetKey(["ops", "corrections"])
+CORRECTIONS_HISTORY_KEY = dg.AssetKey(["ops", "corrections_history"])  # the dbt source on the same table
 PROBE_LIMIT = 500  # change-feed records a sensor tick looks at, at most
 WEBHOOK_CLIENTS = ("shopify", "square")
 
@@ -290,7 +291,12 @@ def build_sync_definitions(registry: Registry,
                            default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED) -> dg.Definitions:
     """The sync stage for the registry's enabled channels (merge into the one Definitions)."""
     channels = registry.enabled
-    assets = [build_corrections_asset(channels)] + ([build_push_asset(channels)] if channels else [])
+    history = dg.AssetSpec(
+        CORRECTIONS_HISTORY_KEY, group_name="sync", kinds={"postgres"},
+        description="ops.corrections as the drift model reads it: when each channel level was last set by a "
+                    "correction that applied (written by the push, read by marts/fct_channel_drift to tell a "
+                    "change the channel was never given from one made in the channel).")
+    assets = [build_corrections_asset(channels), history] + ([build_push_asset(channels)] if channels else [])
     push_keys = [push_key(c.name) for c in channels]
     not_pushes = dg.AssetSelection.all() - dg.AssetSelection.assets(*push_keys)
     reconcile = dg.define_asset_job(

@@ -157,10 +157,31 @@ pack_matches as (
     group by compared.channel, compared.sku, compared.location
 ),
 
-master_changes as (
+sku_changes as (
     select sku, location, max(occurred_at) as master_changed_at
     from ledger
     group by sku, location
+),
+
+master_changes as (
+    -- A kit's master figure moves when any of its components moves.
+    select sku, location, max(master_changed_at) as master_changed_at
+    from (
+        select sku, location, master_changed_at from sku_changes
+        union all
+        select k.kit_sku as sku, c.location, c.master_changed_at
+        from kit_components as k
+        inner join sku_changes as c on c.sku = k.component_sku
+    ) as changes
+    group by sku, location
+),
+
+last_set as (
+    -- When this platform last set each channel level (a correction that applied).
+    select channel, sku, location, max(updated_at) as last_set_at
+    from {{ source('ops', 'corrections') }}
+    where status = 'applied'
+    group by channel, sku, location
 ),
 
 enriched as (
@@ -170,6 +191,7 @@ enriched as (
         pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
         master_changes.master_changed_at,
+        last_set.last_set_at,
         positions.unit_cost_avco
     from compared
     left join pack_matches
@@ -177,6 +199,10 @@ enriched as (
         and pack_matches.sku = compared.sku
         and pack_matches.location = compared.location
     left join master_changes on master_changes.sku = compared.sku and master_changes.location = compared.location
+    left join last_set
+        on last_set.channel = compared.channel
+        and last_set.sku = compared.sku
+        and last_set.location = compared.location
     left join feed_positions on feed_positions.channel = compared.channel
     left join positions on positions.sku = compared.sku and positions.location = compared.location
 ),
@@ -202,7 +228,10 @@ final as (
             when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity
                 and (master_changed_at is null or master_changed_at <= snapshot_at) then 'lag'
             when channel_role = 'master' then 'missed_event'
-            when master_changed_at > snapshot_at then 'missed_event'
+            -- The master moved since this platform last set the level (or it never has): the channel was
+            -- never given that change, whatever the channel did meanwhile (its own sales, a stale compare).
+            when master_changed_at > coalesce(last_set_at, '-infinity'::timestamptz) then 'missed_event'
+            -- Set after the master's last change, and off now: changed in the channel by someone else.
             else 'unexplained'
         end as drift_class,
         case
