@@ -190,7 +190,8 @@ def cmd_bench(args, settings: Settings) -> int:
 
     # The bench starts its own embedded server under $INVENTORY_SYNC_HOME/bench: it never touches real data.
     return run_bench(settings, movements=args.movements, json_path=args.json, skus=args.skus,
-                     locations=args.locations, days=args.days, seed=args.seed)
+                     locations=args.locations, days=args.days, seed=args.seed,
+                     skip=frozenset() if args.live else frozenset({"live"}))
 
 
 def cmd_dbt(args, settings: Settings) -> int:
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=None, help="days of history (default 365)")
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--json", default=None, help="also write the figures as JSON to this path")
+    s.add_argument("--no-live", dest="live", action="store_false",
+                   help="skip the live loop (the demo retailer with live traffic and real cycles, ~4 minutes)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("dev", help="dagster dev with this project's instance, database and workspace")

@@ -22,6 +22,7 @@ import base64
 import itertools
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -180,6 +181,9 @@ class World:
             for dep in deps:
                 self._published_by_key.setdefault(dep, []).append(x)
         self._changed: set[tuple[str, str]] = set()  # on-hand keys moved since the last legacy sync
+        # Channel sales accepted on a published figure that the master's free stock could not cover.
+        self.oversells: dict[str, int] = {}
+        self.observers: list = []  # callables(key) told of every on-hand change (see ConvergenceProbe)
         self._by_location = {loc.location: loc for loc in cat.locations}
         self.sellable = [s.sku for s in cat.skus if not s.is_kit]
         self._mfn = [x for x in cat.listings_for("amazon") if x.channel_location == AMAZON_MFN_CHANNEL]
@@ -494,6 +498,8 @@ class World:
         after = base if movement_type == "physical_count" else before + base
         self.on_hand[key] = after
         self._changed.add(key)
+        for observer in self.observers:
+            observer(key)
         master = self._by_location[location].master_channel
         occurred = occurred_at or self.now
         plan, frng = self.faults.get(master), self.fault_rng.get(master)
@@ -672,6 +678,7 @@ class World:
         if lvl["available"] <= 0 or self.on_hand.get((lst.sku, lst.location), 0) <= 0:
             return
         qty = self._rng.randint(1, min(2, lvl["available"]))
+        self._count_oversell("shopify", lst, qty)
         lvl["available"] -= qty
         lvl["committed"] += qty
         lvl["updated_at"] = self.now
@@ -683,9 +690,40 @@ class World:
         lst = self._rng.choice(self._mfn)
         rec = self.amazon_mfn[lst.channel_sku]
         if rec["quantity"] > 0 and self.on_hand.get((lst.sku, lst.location), 0) > 0:
+            self._count_oversell("amazon", lst, 1)
             rec["quantity"] -= 1
             rec["updated"] = self.now
             self._queue_order("amazon", lst, 1)
+
+    def free_stock(self, sku: str, location: str) -> int:
+        """The master's on-hand less the units open channel orders already hold."""
+        held = sum(o.quantity for o in self.pending_orders if o.sku == sku and o.location == location)
+        return self.on_hand.get((sku, location), 0) - held
+
+    def _count_oversell(self, channel: str, lst: Listing, qty: int) -> None:
+        if self.free_stock(lst.sku, lst.location) < qty:
+            self.oversells[channel] = self.oversells.get(channel, 0) + 1
+
+    def published_in_sync(self, key: tuple[str, str]) -> bool:
+        """Whether every publishing listing that depends on this on-hand shows what its policy says of
+        the master now, as the platform computes it (Shopify: less its own committed units; kits: min
+        over components; Amazon MFN: the on-hand, since the channel reports no open orders)."""
+        for lst in self._published_by_key.get(key, []):
+            if lst.channel == "shopify":
+                parts = self._kit_parts.get(lst.sku)
+                level = self.shopify_levels[(lst.channel_sku, lst.channel_location)]
+                if parts:
+                    avail = min(self.on_hand.get((c, lst.location), 0) // per for c, per in parts)
+                else:
+                    avail = self.on_hand.get((lst.sku, lst.location), 0) - level["committed"]
+                if level["available"] != self.publish_quantity("shopify", max(avail, 0)):
+                    return False
+            else:
+                # Amazon shows no open orders to a seller's sync: policy of the master's on-hand.
+                shown = self.amazon_mfn[lst.channel_sku]["quantity"]
+                if shown != self.publish_quantity("amazon", max(self.on_hand.get((lst.sku, lst.location), 0), 0)):
+                    return False
+        return True
 
     def _queue_order(self, channel: str, lst: Listing, qty: int) -> None:
         # The WMS ships hours later: the channel's figure moves first, the warehouse's later (lag).
@@ -838,6 +876,59 @@ class World:
         """A customer buys between the client's read and its write (F-CAS)."""
         with self.lock:
             self._ev_shopify_sale(lst)
+
+
+class ConvergenceProbe:
+    """Event-to-converged latency measured from outside the platform, on the simulators' truth.
+
+    Every on-hand change is stamped with the wall clock; a sampler thread checks the changed keys every
+    `interval` seconds and, once every publishing listing of a key shows what its policy says of the
+    master (`World.published_in_sync`), records how long each of that key's changes waited. Keys listed
+    in `exclude` (e.g. the SKUs a fault plan reports in the wrong unit) are not measured.
+
+        probe = ConvergenceProbe(world).start()
+        ...   # live traffic and sync cycles
+        probe.stop(); probe.latencies, probe.pending_count()
+    """
+
+    def __init__(self, world: World, interval: float = 0.5, exclude: set[str] | frozenset[str] = frozenset()):
+        self.world, self.interval, self.exclude = world, interval, set(exclude)
+        self.latencies: list[float] = []
+        self._pending: dict[tuple[str, str], list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="convergence-probe", daemon=True)
+
+    def _observe(self, key: tuple[str, str]) -> None:
+        if key[0] not in self.exclude and key in self.world._published_by_key:
+            self._pending.setdefault(key, []).append(time.monotonic())
+
+    def start(self) -> ConvergenceProbe:
+        with self.world.lock:
+            self.world.observers.append(self._observe)
+        self._thread.start()
+        return self
+
+    def sample(self) -> None:
+        with self.world.lock:
+            now = time.monotonic()
+            for key in [k for k in self._pending if self.world.published_in_sync(k)]:
+                self.latencies += [now - t for t in self._pending.pop(key)]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        with self.world.lock:
+            if self._observe in self.world.observers:
+                self.world.observers.remove(self._observe)
+        self.sample()
+
+    def pending_count(self) -> int:
+        """Changes not converged yet (censored: their latency is at least the time since they happened)."""
+        return sum(len(v) for v in self._pending.values())
 
 
 def _shiphero_reason(mtype: str, reference: str, erp_id: str | None) -> str:

@@ -12,9 +12,10 @@ until the channels converge. Nothing here is special-cased: it is the same code 
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -105,6 +106,16 @@ def simulator_options(tokens: dict[str, str]) -> dict[str, dict]:
 class DemoState:
     cycles: int = 0
     converged: bool = False
+    latencies: list[float] = field(default_factory=list)  # seconds, event → every channel published it
+    unconverged: int = 0  # changes still waiting when the demo ended
+    oversells: dict[str, int] = field(default_factory=dict)
+    cycle_seconds: list[float] = field(default_factory=list)
+
+    def latency_figures(self) -> dict:
+        lat = sorted(self.latencies)
+        q = statistics.quantiles(lat, n=100) if len(lat) > 1 else None
+        return {"p50_seconds": round(q[49], 3) if q else None, "p95_seconds": round(q[94], 3) if q else None,
+                "events": len(lat), "unconverged": self.unconverged}
 
 
 def _scalar(conn, query: str, params=()):
@@ -126,13 +137,15 @@ def unsettled_drift(wh: Warehouse) -> int:
 
 
 def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: int = 6,
-             live_rate: float = 2.0, out=print) -> int:
+             live_rate: float = 2.0, out=print, state: DemoState | None = None) -> int:
+    """Run the demo; `state` (optional) receives the cycles, convergence, latency and oversell figures."""
     from orchestration.lib.importer import import_file
     from orchestration.lib.registry import load_registry
     from orchestration.lib.runner import run_cycle
     from simulator import Scenario, World
     from simulator.scenario import CHANNELS
     from simulator.server import demo_faults, start_simulators
+    from simulator.world import ConvergenceProbe
 
     started = time.monotonic()
     demo_dir = settings.home / "demo"
@@ -162,8 +175,11 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         for name, channel in registry.channels.items():  # the simulators' tokens, as a real deployment's env
             os.environ[channel.token_env] = tokens[name]
         demo_settings = replace(settings, channels_file=registry_path)
+        # Measured from outside, on the simulators' truth: how long each change takes to reach every
+        # channel that publishes it (the SKUs the fault plan reports in the wrong unit wait for a person).
+        probe = ConvergenceProbe(world, exclude=set(world.faults["shopify"].uom_skus)).start()
         traffic = WallClockTraffic(world, live_rate)
-        state = DemoState()
+        state = state if state is not None else DemoState()
         try:
             for cycle in range(1, max_cycles + 1):
                 # Live traffic for the first cycles; the last ones (up to three) settle.
@@ -177,6 +193,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                 with stage(f"sync cycle {cycle} of at most {max_cycles}"):
                     result = run_cycle(demo_settings, quiet=True)
                 state.cycles = cycle
+                state.cycle_seconds.append(result.seconds)
                 if not result.success:
                     out(f"cycle {cycle} FAILED in {result.seconds:.0f}s; see the run in `inventory-sync dev`")
                     out(result.summary())
@@ -189,6 +206,9 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                 state.converged = remaining == 0
         finally:
             traffic.stop()
+            probe.stop()
+            state.latencies, state.unconverged = list(probe.latencies), probe.pending_count()
+            state.oversells = dict(world.oversells)
         out(summary(wh, world, registry, time.monotonic() - started, traffic.events, state))
     return 0
 
@@ -240,6 +260,13 @@ def summary(wh: Warehouse, world, registry, seconds: float, live_events: int, st
             "select coalesce(sum(inventory_value_fifo), 0), coalesce(sum(inventory_value_avco), 0) from marts.fct_stock_positions"
         ).fetchone()
         lines.append(f"\nstock value: FIFO {Decimal(fifo):,.2f}   AVCO {Decimal(avco):,.2f}   (difference {Decimal(fifo - avco):,.2f})")
+    lat = state.latency_figures()
+    if lat["events"]:
+        lines.append(f"\nevent to converged (stock changes reaching every publishing channel, measured on the simulators): "
+                     f"p50 {lat['p50_seconds']:.0f}s, p95 {lat['p95_seconds']:.0f}s over {lat['events']} changes"
+                     f" ({lat['unconverged']} still waiting)")
+    oversold = ", ".join(f"{k} {v}" for k, v in sorted(state.oversells.items())) or "none"
+    lines.append(f"oversells during the demo (channel sales the master's free stock could not cover): {oversold}")
     lines += [
         "\nwhere to look next:",
         "  inventory-sync dev                         the Dagster UI (asset graph, checks, runs)",

@@ -57,7 +57,8 @@ def test_python_loop_values_a_simple_history():
 def test_bench_smoke(tmp_path):
     lines: list[str] = []
     path = tmp_path / "bench.json"
-    code = run_bench(Settings(home=tmp_path / "home"), 2000, str(path), out=lines.append)
+    # The live loop (the demo retailer under live traffic, minutes) is measured by the demo test, not here.
+    code = run_bench(Settings(home=tmp_path / "home"), 2000, str(path), out=lines.append, skip=frozenset({"live"}))
     assert code in (0, 1), "\n".join(lines)
     figures = json.loads(path.read_text())
     assert figures["movements"] == 2000
@@ -66,7 +67,8 @@ def test_bench_smoke(tmp_path):
     for name in STAGES:
         stage = figures["stages"][name]
         _positive_or_missing(stage, "seconds", "rows_per_second")
-    _positive_or_missing(figures["latency"], "p50_seconds", "p95_seconds")
+    assert figures["latency"]["missing"] and "skipped" in figures["latency"]["reason"]
+    _positive_or_missing(figures["latency"]["simulated_at_bench_scale"], "p50_seconds", "p95_seconds")
     oversells = figures["oversells"]
     if not oversells.get("missing"):
         assert all(isinstance(oversells[k], int) and oversells[k] >= 0 for k in ("continuous", "batch_15min"))

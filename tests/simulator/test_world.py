@@ -174,3 +174,52 @@ def test_pos_exports_map_back_to_the_truth(world, tmp_path):
             if m.source == source
         ]
         assert canonical == expected
+
+
+def _quiet_world():
+    """A world whose publishing channels show exactly what policy says (no open orders left)."""
+    world = World(skus=20, seed=3, days=1)
+    world.ship_open_orders()
+    world._sync_published()
+    return world
+
+
+def test_convergence_probe_times_a_change_until_every_channel_shows_it():
+    from simulator.world import ConvergenceProbe
+
+    world = _quiet_world()
+    lst = next(x for x in world.catalog.listings_for("shopify")
+               if not world.catalog.sku(x.sku).is_kit and (x.sku, x.location) in world._published_by_key)
+    key = (lst.sku, lst.location)
+    assert world.published_in_sync(key)
+    probe = ConvergenceProbe(world, interval=3600)  # sampled by hand below
+    probe.start()
+    try:
+        with world.lock:
+            world._log("receipt", lst.sku, lst.location, 40, unit_cost=Decimal("1"), reference="PO-T")
+        assert not world.published_in_sync(key)
+        probe.sample()
+        assert (probe.latencies, probe.pending_count()) == ([], 1)  # the channel still shows the old level
+        with world.lock:
+            world._sync_published()  # a sync publishes it
+        probe.sample()
+        assert probe.pending_count() == 0 and len(probe.latencies) == 1 and probe.latencies[0] >= 0
+    finally:
+        probe.stop()
+    assert probe._observe not in world.observers
+
+
+def test_a_channel_sale_the_free_stock_cannot_cover_is_an_oversell():
+    world = _quiet_world()
+    lst = next(x for x in world.catalog.listings_for("shopify") if not world.catalog.sku(x.sku).is_kit)
+    level = world.shopify_levels[(lst.channel_sku, lst.channel_location)]
+    with world.lock:
+        world.on_hand[(lst.sku, lst.location)] = 500
+        level["available"] = 10
+        world._ev_shopify_sale(lst)
+        assert world.oversells.get("shopify", 0) == 0  # plenty of stock
+        world.on_hand[(lst.sku, lst.location)] = 1  # the channel still publishes 8 or 9
+        world._ev_shopify_sale(lst)
+        world._ev_shopify_sale(lst)
+    assert world.oversells["shopify"] >= 1
+    assert world.free_stock(lst.sku, lst.location) < 0
