@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,22 @@ class CycleResult:
         return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _channel_log_to(stream):
+    """Send the channel clients' log records to `stream` only, while the block runs."""
+    channels = logging.getLogger("orchestration.lib.channels")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    before = channels.propagate
+    channels.addHandler(handler)
+    channels.propagate = False
+    try:
+        yield
+    finally:
+        channels.removeHandler(handler)
+        channels.propagate = before
+
+
 def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> CycleResult:
     import dagster as dg
 
@@ -33,12 +50,15 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> Cyc
     job = defs.resolve_job_def("sync_inventory_job")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
-        run_config = {"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}}
+        run_config = {"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}}
         if quiet:
-            # dbt's own log (which dagster-dbt re-emits on stdout) goes to a file instead of the terminal.
+            # dbt's own log (which dagster-dbt re-emits on stdout) and the channel clients' retry notes go
+            # to a file instead of the terminal; the run's full log is in the Dagster instance either way.
             log_dir = settings.home / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(log_dir / "last-cycle.log", "w"))))
+            log_file = stack.enter_context(open(log_dir / "last-cycle.log", "w"))
+            stack.enter_context(contextlib.redirect_stdout(log_file))
+            stack.enter_context(_channel_log_to(log_file))
         result = job.execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False, tags={"inventory-sync/push": str(push).lower()}
         )

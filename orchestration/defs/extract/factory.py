@@ -8,6 +8,7 @@ records to `orchestration.lib.extract.extract_stream`, which owns loss-free load
 
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import dagster as dg
@@ -54,13 +55,14 @@ def _extract_channel(context, channel: ChannelConfig, entities: list) -> tuple[l
     landed, failed = [], []
     with api.client(channel) as client:
         for entity in entities:
+            started = time.monotonic()
             try:
                 result = extract_stream(lambda: warehouse.connect("loader"), channel.name, entity.name,
                                         _reader(client, entity))
             except Exception as exc:  # noqa: BLE001 - reported by the step, after the others have landed
                 failed.append(f"{channel.name}/{entity.name}: {type(exc).__name__}: {exc}")
                 continue
-            landed.append((extract_key(channel, entity), result))
+            landed.append((extract_key(channel, entity), result, time.monotonic() - started))
     return landed, failed
 
 
@@ -105,9 +107,9 @@ def build_extract_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinition:
                 for problem in failed:
                     context.log.error(f"extraction failed: {problem}")
                 failures += failed
-                for key, result in landed:
-                    yield dg.MaterializeResult(
-                        asset_key=key, metadata={**result.metadata(), "dagster/row_count": result.inserted})
+                for key, result, seconds in landed:
+                    yield dg.MaterializeResult(asset_key=key, metadata={
+                        **result.metadata(), "dagster/row_count": result.inserted, "seconds": round(seconds, 2)})
         if failures:
             raise dg.Failure(description="extraction failed for " + "; ".join(sorted(failures)))
 
