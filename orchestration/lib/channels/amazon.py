@@ -119,12 +119,9 @@ class AmazonClient(ChannelClient):
                 sid = f"{s.get('sellerSku')}|{self.marketplace_id}|{s.get('lastUpdatedTime')}"
                 yield Record(sid, parse_timestamp(s.get("lastUpdatedTime")),
                              {**s, "marketplaceId": self.marketplace_id})
-            token = (answer.data.get("pagination") or {}).get("nextToken")
+            token = self._next_token(answer, seen, "getInventorySummaries: nextToken repeats")
             if not token:
                 return
-            if token in seen:
-                raise BadResponse(self.channel, "getInventorySummaries: nextToken repeats")
-            seen.add(token)
 
     def read_listings(self, since: datetime | None = None) -> Iterator[Record]:
         """Merchant-fulfilled offers (summaries and fulfillment availability) via searchListingsItems.
@@ -203,12 +200,18 @@ class AmazonClient(ChannelClient):
                 total = answer.data.get("numberOfResults")
                 meta["numberOfResults"] = total if isinstance(total, int) and not isinstance(total, bool) else None
             yield from items
-            token = (answer.data.get("pagination") or {}).get("nextToken")
+            token = self._next_token(answer, seen, "searchListingsItems: pageToken repeats")
             if not token:
                 return
-            if token in seen:
-                raise BadResponse(self.channel, "searchListingsItems: pageToken repeats")
+
+    def _next_token(self, answer: ApiResponse, seen: set[str], repeated: str) -> str | None:
+        """The page's `pagination.nextToken` (None on the last page); a token seen before is an error."""
+        token = (answer.data.get("pagination") or {}).get("nextToken")
+        if token and token in seen:
+            raise BadResponse(self.channel, repeated)
+        if token:
             seen.add(token)
+        return token or None
 
     def _listing_record(self, item: dict[str, Any]) -> Record:
         summary = next((s for s in item.get("summaries") or [] if s.get("marketplaceId") == self.marketplace_id),
