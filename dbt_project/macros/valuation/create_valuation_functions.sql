@@ -6,14 +6,24 @@
     model calls it. Both go through `adapter.dispatch` so another warehouse can bring its own engine.
 
     The function takes one SKU's movements as parallel arrays already in valuation order (index =
-    valuation_sequence; references resolved to sequences by the calling model) and returns a tagged
-    set of entries: one `movement` entry per movement (both methods side by side), one `cost_line`
-    entry per cost-of-goods line, and one `open_layer` entry per FIFO layer still open at the end.
-    Taking arrays rather than reading a table keeps the model's own CTEs as its input, so dbt unit
-    tests can mock it, and keeps all state in memory: no temp tables, no per-row DML.
+    valuation_sequence; references resolved by the calling model, see the arguments) and returns a
+    tagged set of entries: one `movement` entry per movement (both methods side by side), one
+    `cost_line` entry per cost-of-goods line, and one `open_layer` entry per FIFO layer still open at
+    the end. Taking arrays rather than reading a table keeps the model's own CTEs as its input, so dbt
+    unit tests can mock it, and keeps all state in memory: no temp tables, no per-row DML.
 
     The rules, and every point DESIGN §7 leaves open, are stated in tests/reference/valuation.py, the
     independent reference this function is tested against row for row.
+
+    Performance (issue 4): PL/pgSQL spends its time per statement executed, not per operation, so the
+    pass is written for few statements per movement. Each entry is emitted by ONE `return next row(...)`
+    (the function returns `setof record`; the call macro supplies the column definition list) instead
+    of assigning ~40 OUT variables; the common cases (an issue the oldest layer covers, an inbound
+    with no negative stock to settle) have short paths; FIFO queues are linked lists over node arrays
+    (head/tail indexes, never shifted or copied); every array is only read or assigned element-wise,
+    which PL/pgSQL does in place. The arithmetic is, expression for expression, the same as before those
+    changes, so the values AND their numeric scales (compared as text by the dbt unit tests) are
+    unchanged, whichever path computes them.
 -#}
 
 {% macro valuation_schema() -%}
@@ -34,7 +44,8 @@
 {%- endmacro %}
 
 
-{#- `arrays`: the SQL expressions of the input arrays, in the order of valuation_post_sku's arguments. -#}
+{#- `arrays`: the SQL expressions of the input arrays, in the order of valuation_post_sku's arguments.
+    Returns a FROM item (to be given an alias) whose columns are the entry columns below. -#}
 {% macro valuation_post_sku_call(arrays) -%}
     {{ return(adapter.dispatch('valuation_post_sku_call')(arrays)) }}
 {%- endmacro %}
@@ -46,14 +57,191 @@
 
 
 {% macro postgres__valuation_post_sku_call(arrays) -%}
-    {{ valuation_schema() }}.valuation_post_sku({{ arrays | join(', ') }})
+    (select * from {{ valuation_schema() }}.valuation_post_sku({{ arrays | join(', ') }}) as posted_entries (
+        entry_kind text,
+        valuation_sequence integer,
+        line_sequence integer,
+        movement_id text,
+        source_name text,
+        event_id text,
+        occurred_at timestamptz,
+        movement_type text,
+        location text,
+        quantity_base numeric,
+        counted_quantity_base numeric,
+        balance_quantity numeric,
+        in_transit_quantity numeric,
+        fifo_unit_cost_applied numeric,
+        fifo_stock_value_change numeric,
+        fifo_revaluation_amount numeric,
+        fifo_balance_value numeric,
+        fifo_in_transit_value numeric,
+        avco_unit_cost_applied numeric,
+        avco_stock_value_change numeric,
+        avco_revaluation_amount numeric,
+        avco_balance_value numeric,
+        avco_average_unit_cost numeric,
+        avco_in_transit_value numeric,
+        method text,
+        cost_kind text,
+        issue_movement_id text,
+        issue_event_id text,
+        issue_location text,
+        issued_at timestamptz,
+        issue_movement_type text,
+        source_movement_id text,
+        source_event_id text,
+        source_movement_type text,
+        line_quantity_base numeric,
+        line_unit_cost_base numeric,
+        line_cost_amount numeric,
+        provisional_unit_cost_base numeric,
+        layer_sequence integer
+    ))
 {%- endmacro %}
 
+
+{#- One entry, in the column order of the definition list above (`return next` checks the types by
+    position: every argument must be of exactly the listed type). Cost lines and movements carry the
+    identifying columns of the movement being valued (`i`); the arguments not given are null. -#}
+{% macro _movement_entry(quantity, f_unit, f_change, f_reval, a_unit, a_change, a_reval) -%}
+row('movement'::text, i, null::integer, v_movement_id, v_source_name, v_event_id, v_occurred_at, v_type, v_location,
+                {{ quantity }}, case when v_type = 'physical_count' then p_quantity[i] end, loc_qty[li], tr_qty,
+                {{ f_unit }}, {{ f_change }}, {{ f_reval }}, fifo_val[li], tr_fifo,
+                {{ a_unit }}, {{ a_change }}, {{ a_reval }}, avco_val[li], avco_avg[li], tr_avco,
+                null::text, null::text, null::text, null::text, null::text, null::timestamptz, null::text,
+                null::text, null::text, null::text, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::integer)
+{%- endmacro %}
+
+{#- `issue` and `source` are movement positions (`source` may be null); `issue` "i" is the movement being
+    valued, whose identifying values are at hand. -#}
+{% macro _cost_line_entry(line, method, kind, issue, source, quantity, unit_cost, amount, provisional='null::numeric') -%}
+row('cost_line'::text, i, {{ line }}, v_movement_id, v_source_name, v_event_id, v_occurred_at, v_type, v_location,
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, {{ method }}::text, {{ kind }}::text,
+                {% if issue == "i" -%}
+                v_movement_id, v_event_id, v_location, v_occurred_at, v_type,
+                {%- else -%}
+                p_movement_id[{{ issue }}], p_event_id[{{ issue }}], p_location[{{ issue }}], p_occurred_at[{{ issue }}],
+                p_movement_type[{{ issue }}],
+                {%- endif %}
+                p_movement_id[{{ source }}], p_event_id[{{ source }}], p_movement_type[{{ source }}],
+                {{ quantity }}, {{ unit_cost }}, {{ amount }}, {{ provisional }}, null::integer)
+{%- endmacro %}
+
+{#- An open layer `v_node`: the identifying columns name the movement that brought it to its location. -#}
+{% macro _open_layer_entry() -%}
+row('open_layer'::text, v_recv, null::integer,
+                p_movement_id[v_recv], p_source_name[v_recv], p_event_id[v_recv], p_occurred_at[v_recv],
+                p_movement_type[v_recv], p_location[v_recv],
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, 'fifo'::text, null::text,
+                null::text, null::text, null::text, null::timestamptz, null::text,
+                p_movement_id[ly_src[v_node]], p_event_id[ly_src[v_node]], p_movement_type[ly_src[v_node]],
+                ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node)
+{%- endmacro %}
+
+{#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
+    valued in each of its groups is the one a return of that group references; a sale's unit costs are
+    kept for customer returns. -#}
+{% macro _register_candidate(fifo_unit, avco_unit) -%}
+if v_type = 'sale' or v_type = 'receipt' then
+                    if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
+                    if first_in_source_group[p_match_source_group[i]] is null then
+                        first_in_source_group[p_match_source_group[i]] := i;
+                    end if;
+                    if v_type = 'sale' then sale_fifo[i] := {{ fifo_unit }}; sale_avco[i] := {{ avco_unit }}; end if;
+                end if;
+{%- endmacro %}
+
+{#- The position of the sale / receipt return i references, if valued before it (else null). -#}
+{% macro _referenced() -%}
+case when p_match_source_group[i] is not null then first_in_source_group[p_match_source_group[i]]
+                    else first_in_group[p_match_group[i]] end
+{%- endmacro %}
+
+{#- Append a FIFO layer to location li's queue. -#}
+{% macro _push_layer(quantity, cost, source) -%}
+n_layers := n_layers + 1;
+                ly_qty[n_layers] := {{ quantity }}; ly_cost[n_layers] := {{ cost }};
+                ly_src[n_layers] := {{ source }}; ly_recv[n_layers] := i; ly_next[n_layers] := 0;
+                if layer_tail[li] = 0 then layer_head[li] := n_layers; else ly_next[layer_tail[li]] := n_layers; end if;
+                layer_tail[li] := n_layers;
+{%- endmacro %}
+
+{#- Put a piece that left on a transfer_out into the in-transit pool v_key (FIFO side). -#}
+{% macro _push_pool_piece(quantity, cost, source) -%}
+n_pieces := n_pieces + 1;
+                tp_qty[n_pieces] := {{ quantity }}; tp_cost[n_pieces] := {{ cost }};
+                tp_src[n_pieces] := {{ source }}; tp_next[n_pieces] := 0;
+                if coalesce(pool_tail[v_key], 0) = 0 then pool_head[v_key] := n_pieces;
+                else tp_next[pool_tail[v_key]] := n_pieces; end if;
+                pool_tail[v_key] := n_pieces;
+{%- endmacro %}
+
+{#- Take v_take = least(v_left, layer) from layer v_node, booking one FIFO `layer` cost line. -#}
+{% macro _take_from_layer() -%}
+v_take := least(v_left, ly_qty[v_node]);
+                    v_cost := ly_cost[v_node];
+                    v_amount := v_take * v_cost;
+                    ly_qty[v_node] := ly_qty[v_node] - v_take;
+                    v_left := v_left - v_take;
+                    v_total := v_total + v_amount;
+                    if v_first_cost is null then v_first_cost := v_cost;
+                    elsif v_cost <> v_first_cost then v_mixed := true; end if;
+                    v_line := v_line + 1;
+                    return next {{ _cost_line_entry("v_line", "'fifo'", "'layer'", "i", "ly_src[v_node]", "v_take", "v_cost", "v_amount") }};
+                    if v_key is not null then
+                        {{ _push_pool_piece("v_take", "v_cost", "ly_src[v_node]") }}
+                    end if;
+{%- endmacro %}
+
+
+{#- FIFO inbound of the pieces in_qty/in_cost/in_src[1 .. n_in]: each settles negative stock first
+    (revaluation lines), the rest becomes a layer. -#}
+{% macro _receive_pieces() -%}
+v_total := 0;
+                v_reval := 0;
+                v_first_cost := null;
+                v_mixed := false;
+                v_line := 0;
+                for k in 1 .. n_in loop
+                    v_cost := in_cost[k];
+                    v_left := in_qty[k];
+                    v_total := v_total + v_left * v_cost;
+                    if v_first_cost is null then v_first_cost := v_cost;
+                    elsif v_cost <> v_first_cost then v_mixed := true; end if;
+                    while v_left > 0 and backlog_head[li] > 0 loop
+                        v_node := backlog_head[li];
+                        v_take := least(v_left, bk_qty[v_node]);
+                        v_amount := v_take * (v_cost - bk_cost[v_node]);
+                        v_reval := v_reval + v_amount;
+                        v_line := v_line + 1;
+                        return next {{ _cost_line_entry("v_line", "'fifo'", "'revaluation'", "bk_issue[v_node]", "in_src[k]",
+                                                        "v_take", "v_cost", "v_amount", "bk_cost[v_node]") }};
+                        bk_qty[v_node] := bk_qty[v_node] - v_take;
+                        v_left := v_left - v_take;
+                        if bk_qty[v_node] = 0 then
+                            backlog_head[li] := bk_next[v_node];
+                            if backlog_head[li] = 0 then backlog_tail[li] := 0; end if;
+                        end if;
+                    end loop;
+                    if v_left > 0 then
+                        {{ _push_layer("v_left", "v_cost", "in_src[k]") }}
+                    end if;
+                    last_cost[li] := v_cost;
+                end loop;
+                f_unit := case when v_mixed then {{ valuation_schema() }}.valuation_divide(v_total, v_q) else v_first_cost end;
+{%- endmacro %}
 
 {% macro postgres__create_valuation_functions() -%}
 {%- set schema = valuation_schema() -%}
 -- a / b rounded half away from zero to 20 decimal places, exactly (div() truncates an exact quotient;
 -- `round(a / b, 20)` would round twice, once at the scale numeric division picks for itself).
+-- A one-expression SQL function: the planner inlines it into the expressions that call it.
 create or replace function {{ schema }}.valuation_divide(a numeric, b numeric)
 returns numeric
 language sql immutable strict parallel safe
@@ -61,8 +249,24 @@ return sign(a) * sign(b)
     * div(2 * abs(a) * 100000000000000000000 + abs(b), 2 * abs(b))
     * 0.00000000000000000001;
 
+-- The engine before issue 4 returned TABLE(...) and took positions of referenced movements; its
+-- signature differs, so `create or replace` would add an overload beside it rather than replace it.
+drop function if exists {{ schema }}.valuation_post_sku(
+    text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[]
+);
+
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
+-- References come as group numbers the calling model gives within the SKU (any integers naming groups):
+--   p_match_group         a customer_return / vendor_return: the group of the sales / receipts with the
+--                         event_id it references; a sale / receipt that some return's group contains:
+--                         its group (else null);
+--   p_match_source_group  the same group narrowed to one source_name. A return has it only when its
+--                         own source has a sale / receipt in the group: it then references the first of
+--                         those, else the first of the whole group. Either counts only if valued before
+--                         the return, which is when the engine has met it;
+--   p_transfer_key        a transfer whose reference has a transfer_out in the SKU: the pair's in-transit
+--                         pool (else null).
 create or replace function {{ schema }}.valuation_post_sku(
     p_movement_id text[],
     p_source_name text[],
@@ -72,55 +276,15 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_movement_type text[],
     p_quantity numeric[],
     p_unit_cost numeric[],
-    p_reference_sequence integer[],
+    p_match_group integer[],
+    p_match_source_group integer[],
     p_transfer_key integer[]
 )
-returns table (
-    entry_kind text,
-    valuation_sequence integer,
-    line_sequence integer,
-    movement_id text,
-    source_name text,
-    event_id text,
-    occurred_at timestamptz,
-    movement_type text,
-    location text,
-    quantity_base numeric,
-    counted_quantity_base numeric,
-    balance_quantity numeric,
-    in_transit_quantity numeric,
-    fifo_unit_cost_applied numeric,
-    fifo_stock_value_change numeric,
-    fifo_revaluation_amount numeric,
-    fifo_balance_value numeric,
-    fifo_in_transit_value numeric,
-    avco_unit_cost_applied numeric,
-    avco_stock_value_change numeric,
-    avco_revaluation_amount numeric,
-    avco_balance_value numeric,
-    avco_average_unit_cost numeric,
-    avco_in_transit_value numeric,
-    method text,
-    cost_kind text,
-    issue_movement_id text,
-    issue_event_id text,
-    issue_location text,
-    issued_at timestamptz,
-    issue_movement_type text,
-    source_movement_id text,
-    source_event_id text,
-    source_movement_type text,
-    line_quantity_base numeric,
-    line_unit_cost_base numeric,
-    line_cost_amount numeric,
-    provisional_unit_cost_base numeric,
-    layer_sequence integer
-)
+returns setof record
 language plpgsql immutable parallel safe
 as $fn$
-#variable_conflict use_variable
 declare
-    n_rows integer := coalesce(array_length(p_quantity, 1), 0);
+    n_rows integer := coalesce(cardinality(p_quantity), 0);
     i integer;
     -- per location (index into v_locs)
     v_locs text[] := '{}';
@@ -147,7 +311,7 @@ declare
     bk_cost numeric[] := '{}';
     bk_issue integer[] := '{}';
     bk_next integer[] := '{}';
-    -- in-transit pools, keyed by the sequence of the pair's first transfer_out
+    -- in-transit pools, keyed by p_transfer_key
     n_pieces integer := 0;
     tp_qty numeric[] := '{}';
     tp_cost numeric[] := '{}';
@@ -160,16 +324,24 @@ declare
     tr_qty numeric := 0;
     tr_fifo numeric := 0;
     tr_avco numeric := 0;
-    -- unit cost applied by each sale, for returns that reference it
-    sale_cost_fifo numeric[] := '{}';
-    sale_cost_avco numeric[] := '{}';
-    -- inbound FIFO pieces of the current movement
+    -- per match group: the position of its first sale / receipt valued so far; the unit costs applied by
+    -- such sales, by position
+    first_in_group integer[] := '{}';
+    first_in_source_group integer[] := '{}';
+    sale_fifo numeric[] := '{}';
+    sale_avco numeric[] := '{}';
+    -- inbound FIFO pieces of a transfer_in (or of an inbound that settles negative stock)
     n_in integer;
     in_qty numeric[] := '{}';
     in_cost numeric[] := '{}';
     in_src integer[] := '{}';
     -- working variables
+    v_movement_id text;
+    v_source_name text;
+    v_event_id text;
+    v_occurred_at timestamptz;
     v_type text;
+    v_location text;
     v_key integer;
     v_ref integer;
     v_delta numeric;
@@ -180,172 +352,137 @@ declare
     v_total numeric;
     v_first_cost numeric;
     v_mixed boolean;
-    v_fifo_line integer;
-    v_pass integer;
+    v_line integer;
     v_node integer;
     v_prev integer;
     v_next integer;
+    v_recv integer;
     v_reval numeric;
     v_amount numeric;
-    v_before_qty numeric;
-    v_before_val numeric;
-    v_new_qty numeric;
     v_new_val numeric;
-    v_avg numeric;
     v_avco_cost numeric;
     v_avco_unit numeric;
     v_taken numeric;
     v_taken_val numeric;
     f_unit numeric;
     f_change numeric;
-    f_reval numeric;
-    a_unit numeric;
     a_change numeric;
     a_reval numeric;
-    v_counted numeric;
-    v_issue integer;
-    v_source integer;
-    v_node_recv integer;
 begin
     for i in 1 .. n_rows loop
+        -- the identifying values of the movement, read once for all its entries
+        v_movement_id := p_movement_id[i];
+        v_source_name := p_source_name[i];
+        v_event_id := p_event_id[i];
+        v_occurred_at := p_occurred_at[i];
         v_type := p_movement_type[i];
-        location := p_location[i];
-        valuation_sequence := i;
-        movement_id := p_movement_id[i];
-        source_name := p_source_name[i];
-        event_id := p_event_id[i];
-        occurred_at := p_occurred_at[i];
-        movement_type := v_type;
-        li := array_position(v_locs, location);
+        v_location := p_location[i];
+        li := array_position(v_locs, v_location);
         if li is null then
-            v_locs := v_locs || location;
-            li := array_length(v_locs, 1);
+            v_locs := v_locs || v_location;
+            li := cardinality(v_locs);
             loc_qty[li] := 0; fifo_val[li] := 0; last_cost[li] := 0;
             layer_head[li] := 0; layer_tail[li] := 0; backlog_head[li] := 0; backlog_tail[li] := 0;
             avco_val[li] := 0; avco_avg[li] := 0;
         end if;
-        -- a transfer without a reference has no pair; references must point backwards to count
-        v_key := case when v_type in ('transfer_out', 'transfer_in') then p_transfer_key[i] end;
-        v_ref := p_reference_sequence[i];
-        if v_ref >= i then v_ref := null; end if;
+        -- a count is valued as the adjustment (counted − book quantity then)
+        v_delta := case when v_type = 'physical_count' then p_quantity[i] - loc_qty[li] else p_quantity[i] end;
 
-        if v_type = 'physical_count' then
-            v_counted := p_quantity[i];
-            v_delta := p_quantity[i] - loc_qty[li];
-        else
-            v_counted := null;
-            v_delta := p_quantity[i];
-        end if;
-        v_fifo_line := 0;
-
-        if v_delta = 0 then
-            f_unit := null; f_change := 0; f_reval := 0;
-            a_unit := null; a_change := 0; a_reval := 0;
-
-        elsif v_delta < 0 then
+        if v_delta < 0 then
             ------------------------------------------------------------------ issue
             v_q := -v_delta;
-            v_left := v_q;
-            v_total := 0;
-            v_first_cost := null;
-            v_mixed := false;
-            -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
-            for v_pass in 1 .. 2 loop
-                exit when v_left = 0;
-                continue when v_pass = 1 and (v_type <> 'vendor_return' or v_ref is null);
-                v_prev := 0;
+            -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
+            v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
+            if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
+                -- FIFO, the common case: the oldest layer covers the issue (what the general path below
+                -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
+                f_unit := ly_cost[layer_head[li]];
+                v_total := v_q * f_unit;
+                ly_qty[layer_head[li]] := ly_qty[layer_head[li]] - v_q;
+                return next {{ _cost_line_entry("1", "'fifo'", "'layer'", "i", "ly_src[layer_head[li]]", "v_q", "f_unit", "v_total") }};
+            else
                 v_node := layer_head[li];
-                while v_node > 0 and v_left > 0 loop
-                    v_next := ly_next[v_node];
-                    if v_pass = 2 or ly_src[v_node] = v_ref then
-                        v_take := least(v_left, ly_qty[v_node]);
-                        v_cost := ly_cost[v_node];
-                        v_amount := v_take * v_cost;
-                        ly_qty[v_node] := ly_qty[v_node] - v_take;
-                        v_left := v_left - v_take;
-                        v_total := v_total + v_amount;
-                        if v_first_cost is null then v_first_cost := v_cost;
-                        elsif v_cost <> v_first_cost then v_mixed := true; end if;
-                        v_fifo_line := v_fifo_line + 1;
-                        {{ _emit_cost_line("v_fifo_line", "'fifo'", "'layer'", "i", "ly_src[v_node]", "v_take", "v_cost", "v_amount", "null") }}
-                        if v_key is not null and v_type = 'transfer_out' then
-                            n_pieces := n_pieces + 1;
-                            tp_qty[n_pieces] := v_take; tp_cost[n_pieces] := v_cost;
-                            tp_src[n_pieces] := ly_src[v_node]; tp_next[n_pieces] := 0;
-                            if coalesce(pool_tail[v_key], 0) = 0 then pool_head[v_key] := n_pieces;
-                            else tp_next[pool_tail[v_key]] := n_pieces; end if;
-                            pool_tail[v_key] := n_pieces;
+                -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
+                v_left := v_q;
+                v_total := 0;
+                v_first_cost := null;
+                v_mixed := false;
+                v_line := 0;
+                v_ref := case when v_type = 'vendor_return' then {{ _referenced() }} end;
+                if v_ref is not null then
+                    v_prev := 0;
+                    while v_node > 0 and v_left > 0 loop
+                        v_next := ly_next[v_node];
+                        if ly_src[v_node] = v_ref then
+                            {{ _take_from_layer() }}
                         end if;
-                    end if;
-                    if ly_qty[v_node] = 0 then
-                        if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
-                        if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
-                    else
-                        v_prev := v_node;
-                    end if;
-                    v_node := v_next;
-                end loop;
-            end loop;
-            if v_left > 0 then
-                -- beyond the layers: provisional at the last known unit cost, remembered for settling
-                v_cost := last_cost[li];
-                v_amount := v_left * v_cost;
-                v_total := v_total + v_amount;
-                if v_first_cost is null then v_first_cost := v_cost;
-                elsif v_cost <> v_first_cost then v_mixed := true; end if;
-                n_backlog := n_backlog + 1;
-                bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
-                bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
-                if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
-                else bk_next[backlog_tail[li]] := n_backlog; end if;
-                backlog_tail[li] := n_backlog;
-                v_fifo_line := v_fifo_line + 1;
-                {{ _emit_cost_line("v_fifo_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount", "null") }}
-                if v_key is not null and v_type = 'transfer_out' then
-                    n_pieces := n_pieces + 1;
-                    tp_qty[n_pieces] := v_left; tp_cost[n_pieces] := v_cost;
-                    tp_src[n_pieces] := i; tp_next[n_pieces] := 0;
-                    if coalesce(pool_tail[v_key], 0) = 0 then pool_head[v_key] := n_pieces;
-                    else tp_next[pool_tail[v_key]] := n_pieces; end if;
-                    pool_tail[v_key] := n_pieces;
+                        if ly_qty[v_node] = 0 then
+                            if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
+                            if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
+                        else
+                            v_prev := v_node;
+                        end if;
+                        v_node := v_next;
+                    end loop;
+                    v_node := layer_head[li];
                 end if;
+                while v_node > 0 and v_left > 0 loop
+                    {{ _take_from_layer() }}
+                    if ly_qty[v_node] = 0 then
+                        v_node := ly_next[v_node];
+                        layer_head[li] := v_node;
+                        if v_node = 0 then layer_tail[li] := 0; end if;
+                    end if;
+                end loop;
+                if v_left > 0 then
+                    -- beyond the layers: provisional at the last known unit cost, remembered for settling
+                    v_cost := last_cost[li];
+                    v_amount := v_left * v_cost;
+                    v_total := v_total + v_amount;
+                    if v_first_cost is null then v_first_cost := v_cost;
+                    elsif v_cost <> v_first_cost then v_mixed := true; end if;
+                    n_backlog := n_backlog + 1;
+                    bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
+                    bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
+                    if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
+                    else bk_next[backlog_tail[li]] := n_backlog; end if;
+                    backlog_tail[li] := n_backlog;
+                    v_line := v_line + 1;
+                    return next {{ _cost_line_entry("v_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount") }};
+                    if v_key is not null then
+                        {{ _push_pool_piece("v_left", "v_cost", "i") }}
+                    end if;
+                end if;
+                f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
             end if;
-            f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
-            f_change := -v_total;
-            f_reval := 0;
             fifo_val[li] := fifo_val[li] - v_total;
 
             -- AVCO: at the average, which stays; the issue that reaches zero takes the whole value
-            v_avg := avco_avg[li];
-            v_new_qty := loc_qty[li] - v_q;
-            v_amount := case when v_new_qty = 0 then avco_val[li] else v_q * v_avg end;
+            v_amount := case when loc_qty[li] - v_q = 0 then avco_val[li] else v_q * avco_avg[li] end;
             avco_val[li] := avco_val[li] - v_amount;
-            a_unit := v_avg; a_change := -v_amount; a_reval := 0;
-
-            if v_key is not null and v_type = 'transfer_out' then
+            if v_key is not null then
                 pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) + v_q;
                 pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) + v_amount;
                 tr_qty := tr_qty + v_q;
                 tr_fifo := tr_fifo + v_total;
                 tr_avco := tr_avco + v_amount;
             end if;
-            {{ _emit_cost_line("1", "'avco'", "'average'", "i", "null", "v_q", "v_avg", "v_amount", "null") }}
+            return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
 
-        else
+            loc_qty[li] := loc_qty[li] + v_delta;
+            if p_match_group[i] is not null then
+                {{ _register_candidate("f_unit", "avco_avg[li]") }}
+            end if;
+            return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
+                                           "avco_avg[li]", "-v_amount", "0::numeric") }};
+
+        elsif v_delta > 0 then
             ------------------------------------------------------------------ inbound
             v_q := v_delta;
-            n_in := 0;
-            if v_type = 'receipt' and p_unit_cost[i] is not null then
-                n_in := 1; in_qty[1] := v_q; in_cost[1] := p_unit_cost[i]; in_src[1] := i;
-                v_avco_unit := p_unit_cost[i];
-                v_avco_cost := v_q * v_avco_unit;
-            elsif v_type = 'customer_return' then
-                v_cost := case when v_ref is not null then sale_cost_fifo[v_ref] end;
-                n_in := 1; in_qty[1] := v_q; in_cost[1] := coalesce(v_cost, last_cost[li]); in_src[1] := i;
-                v_cost := case when v_ref is not null then sale_cost_avco[v_ref] end;
-                v_avco_unit := coalesce(v_cost, avco_avg[li]);
-                v_avco_cost := v_q * v_avco_unit;
-            elsif v_type = 'transfer_in' then
+            if v_type = 'transfer_in' then
+                -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
+                v_key := p_transfer_key[i];
+                n_in := 0;
                 v_left := v_q;
                 if v_key is not null then
                     v_node := coalesce(pool_head[v_key], 0);
@@ -367,6 +504,7 @@ begin
                     n_in := n_in + 1;
                     in_qty[n_in] := v_left; in_cost[n_in] := last_cost[li]; in_src[n_in] := i;
                 end if;
+                -- AVCO: the pool's value for what it holds, the receiver's average beyond
                 v_taken := case when v_key is not null then least(v_q, coalesce(pool_avco_qty[v_key], 0)) else 0 end;
                 if v_taken = 0 then
                     v_taken_val := 0;
@@ -383,143 +521,79 @@ begin
                 tr_avco := tr_avco - v_taken_val;
                 v_avco_cost := v_taken_val + (v_q - v_taken) * avco_avg[li];
                 v_avco_unit := case when v_taken > 0 then {{ schema }}.valuation_divide(v_avco_cost, v_q) else avco_avg[li] end;
+                {{ _receive_pieces() }}
             else
-                -- adjustment, count above book (or an odd-signed movement): its own cost, else the fallback
-                n_in := 1; in_qty[1] := v_q; in_cost[1] := coalesce(p_unit_cost[i], last_cost[li]); in_src[1] := i;
-                v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
+                -- valued), anything else at its own cost; the fallback is the last cost / the average
+                if v_type = 'customer_return' then
+                    v_ref := {{ _referenced() }};
+                    v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
+                    v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
+                else
+                    v_cost := coalesce(p_unit_cost[i], last_cost[li]);
+                    v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                end if;
                 v_avco_cost := v_q * v_avco_unit;
+                if backlog_head[li] = 0 then
+                    -- FIFO, the common case: no negative stock to settle, the piece becomes a layer
+                    v_total := v_q * v_cost;
+                    v_reval := 0;
+                    f_unit := v_cost;
+                    {{ _push_layer("v_q", "v_cost", "i") }}
+                    last_cost[li] := v_cost;
+                else
+                    n_in := 1; in_qty[1] := v_q; in_cost[1] := v_cost; in_src[1] := i;
+                    {{ _receive_pieces() }}
+                end if;
             end if;
 
-            -- FIFO: each piece settles negative stock first (revaluation), the rest becomes a layer
-            v_total := 0;
-            v_reval := 0;
-            v_first_cost := null;
-            v_mixed := false;
-            for k in 1 .. n_in loop
-                v_cost := in_cost[k];
-                v_left := in_qty[k];
-                v_total := v_total + v_left * v_cost;
-                if v_first_cost is null then v_first_cost := v_cost;
-                elsif v_cost <> v_first_cost then v_mixed := true; end if;
-                while v_left > 0 and backlog_head[li] > 0 loop
-                    v_node := backlog_head[li];
-                    v_take := least(v_left, bk_qty[v_node]);
-                    v_amount := v_take * (v_cost - bk_cost[v_node]);
-                    v_reval := v_reval + v_amount;
-                    v_fifo_line := v_fifo_line + 1;
-                    {{ _emit_cost_line("v_fifo_line", "'fifo'", "'revaluation'", "bk_issue[v_node]", "in_src[k]", "v_take", "v_cost", "v_amount", "bk_cost[v_node]") }}
-                    bk_qty[v_node] := bk_qty[v_node] - v_take;
-                    v_left := v_left - v_take;
-                    if bk_qty[v_node] = 0 then
-                        backlog_head[li] := bk_next[v_node];
-                        if backlog_head[li] = 0 then backlog_tail[li] := 0; end if;
-                    end if;
-                end loop;
-                if v_left > 0 then
-                    n_layers := n_layers + 1;
-                    ly_qty[n_layers] := v_left; ly_cost[n_layers] := v_cost;
-                    ly_src[n_layers] := in_src[k]; ly_recv[n_layers] := i; ly_next[n_layers] := 0;
-                    if layer_tail[li] = 0 then layer_head[li] := n_layers;
-                    else ly_next[layer_tail[li]] := n_layers; end if;
-                    layer_tail[li] := n_layers;
-                end if;
-                last_cost[li] := v_cost;
-            end loop;
-            f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
-            f_reval := v_reval;
             f_change := v_total - v_reval;
             fifo_val[li] := fifo_val[li] + f_change;
 
             -- AVCO: weighted average; at or below zero the average becomes the inbound cost (rule 11)
-            v_before_qty := loc_qty[li];
-            v_before_val := avco_val[li];
-            v_new_qty := v_before_qty + v_q;
-            if v_before_qty > 0 then
-                v_new_val := v_before_val + v_avco_cost;
-                avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, v_new_qty);
+            -- (loc_qty and avco_val still hold the position before the movement)
+            if loc_qty[li] > 0 then
+                v_new_val := avco_val[li] + v_avco_cost;
+                avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, loc_qty[li] + v_q);
             else
                 avco_avg[li] := v_avco_unit;
-                v_new_val := v_new_qty * v_avco_unit;
+                v_new_val := (loc_qty[li] + v_q) * v_avco_unit;
             end if;
+            a_change := v_new_val - avco_val[li];
             avco_val[li] := v_new_val;
-            a_unit := v_avco_unit;
-            a_change := v_new_val - v_before_val;
             a_reval := v_avco_cost - a_change;
-            if v_before_qty < 0 or a_reval <> 0 then
-                {{ _emit_cost_line("1", "'avco'", "'revaluation'", "i", "i", "greatest(-v_before_qty, 0)", "v_avco_unit", "a_reval", "null") }}
+            if loc_qty[li] < 0 or a_reval <> 0 then
+                return next {{ _cost_line_entry("1", "'avco'", "'revaluation'", "i", "i", "greatest(-loc_qty[li], 0)",
+                                                "v_avco_unit", "a_reval") }};
             end if;
-        end if;
 
-        loc_qty[li] := loc_qty[li] + v_delta;
-        if v_type = 'sale' then
-            sale_cost_fifo[i] := f_unit;
-            sale_cost_avco[i] := a_unit;
+            loc_qty[li] := loc_qty[li] + v_delta;
+            if p_match_group[i] is not null then
+                {{ _register_candidate("f_unit", "v_avco_unit") }}
+            end if;
+            return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
+                                           "v_avco_unit", "a_change", "a_reval") }};
+
+        else
+            ------------------------------------------------------------------ nothing moves
+            loc_qty[li] := loc_qty[li] + v_delta;
+            if p_match_group[i] is not null then
+                {{ _register_candidate("null", "null") }}
+            end if;
+            return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
+                                           "null::numeric", "0::numeric", "0::numeric") }};
         end if;
-        {{ _emit_movement() }}
     end loop;
 
     -- the FIFO layers still open, per location in consumption order
-    for li in 1 .. coalesce(array_length(v_locs, 1), 0) loop
+    for li in 1 .. coalesce(cardinality(v_locs), 0) loop
         v_node := layer_head[li];
         while v_node > 0 loop
-            {{ _emit_open_layer() }}
+            v_recv := ly_recv[v_node];
+            return next {{ _open_layer_entry() }};
             v_node := ly_next[v_node];
         end loop;
     end loop;
 end;
 $fn$;
-{%- endmacro %}
-
-
-{#- Emitting rows: assign the OUT columns of one entry kind, null the others, `return next` (far cheaper
-    per row than `return query`). Cost lines are booked on movement `i`. -#}
-{% macro _emit_cost_line(seq, method, kind, issue, source, quantity, unit_cost, amount, provisional) -%}
-entry_kind := 'cost_line'; line_sequence := {{ seq }}; method := {{ method }}; cost_kind := {{ kind }};
-                v_issue := {{ issue }}; v_source := {{ source }};
-                issue_movement_id := p_movement_id[v_issue]; issue_event_id := p_event_id[v_issue];
-                issue_location := p_location[v_issue]; issued_at := p_occurred_at[v_issue];
-                issue_movement_type := p_movement_type[v_issue];
-                source_movement_id := p_movement_id[v_source]; source_event_id := p_event_id[v_source];
-                source_movement_type := p_movement_type[v_source];
-                line_quantity_base := {{ quantity }};
-                line_unit_cost_base := {{ unit_cost }}; line_cost_amount := {{ amount }};
-                provisional_unit_cost_base := {{ provisional }};
-                return next;
-{%- endmacro %}
-
-{% macro _emit_movement() -%}
-entry_kind := 'movement'; line_sequence := null; method := null; cost_kind := null;
-        issue_movement_id := null; issue_event_id := null; issue_location := null; issued_at := null;
-        issue_movement_type := null; source_movement_id := null; source_event_id := null; source_movement_type := null;
-        line_quantity_base := null; line_unit_cost_base := null; line_cost_amount := null;
-        provisional_unit_cost_base := null;
-        quantity_base := v_delta; counted_quantity_base := v_counted; balance_quantity := loc_qty[li];
-        in_transit_quantity := tr_qty;
-        fifo_unit_cost_applied := f_unit; fifo_stock_value_change := f_change; fifo_revaluation_amount := f_reval;
-        fifo_balance_value := fifo_val[li]; fifo_in_transit_value := tr_fifo;
-        avco_unit_cost_applied := a_unit; avco_stock_value_change := a_change; avco_revaluation_amount := a_reval;
-        avco_balance_value := avco_val[li]; avco_average_unit_cost := avco_avg[li]; avco_in_transit_value := tr_avco;
-        return next;
-        -- cost lines of the next movement carry no movement columns
-        quantity_base := null; counted_quantity_base := null; balance_quantity := null; in_transit_quantity := null;
-        fifo_unit_cost_applied := null; fifo_stock_value_change := null; fifo_revaluation_amount := null;
-        fifo_balance_value := null; fifo_in_transit_value := null;
-        avco_unit_cost_applied := null; avco_stock_value_change := null; avco_revaluation_amount := null;
-        avco_balance_value := null; avco_average_unit_cost := null; avco_in_transit_value := null;
-{%- endmacro %}
-
-{% macro _emit_open_layer() -%}
-entry_kind := 'open_layer'; line_sequence := null; method := 'fifo'; cost_kind := null;
-            -- the booking columns name the movement that brought the units to this location
-            v_node_recv := ly_recv[v_node]; valuation_sequence := v_node_recv;
-            movement_id := p_movement_id[v_node_recv]; source_name := p_source_name[v_node_recv];
-            event_id := p_event_id[v_node_recv]; occurred_at := p_occurred_at[v_node_recv];
-            movement_type := p_movement_type[v_node_recv]; location := v_locs[li];
-            issue_movement_id := null; issue_event_id := null; issue_location := null; issued_at := null;
-            issue_movement_type := null;
-            source_movement_id := p_movement_id[ly_src[v_node]]; source_event_id := p_event_id[ly_src[v_node]];
-            source_movement_type := p_movement_type[ly_src[v_node]]; line_quantity_base := ly_qty[v_node]; line_unit_cost_base := ly_cost[v_node];
-            line_cost_amount := ly_qty[v_node] * ly_cost[v_node]; provisional_unit_cost_base := null;
-            layer_sequence := v_node;
-            return next;
 {%- endmacro %}
