@@ -328,12 +328,6 @@ def test_master_drift_is_exactly_what_its_feed_did_not_carry(demo):
     assert caught, f"no missed_event row comes from an event a master hid ({len(hidden)} were hidden)"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (fct_channel_drift.sql): the classifier compares the master's last change by occurred_at with "
-    "when the platform last set the level; a change the ledger learns late (a back-dated event, or a receipt "
-    "whose ERP cost arrives after our push) has an occurred_at before that push, so its drift is classed "
-    "unexplained and sent to review; seen in CI as SKU-00014 WH-EAST 208 -> 313. Fix: compare the ledger's "
-    "loaded_at (when the master's change became known) instead. Passes on runs without such a late change."))
 def test_only_hand_edits_send_shopify_drift_to_review(demo):
     """Over the whole run (every cycle's plan is in ops.corrections), a Shopify correction waits for a
     person as `unexplained` only where someone typed a level into Shopify: master changes the channel

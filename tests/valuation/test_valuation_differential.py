@@ -86,9 +86,9 @@ def test_incremental_build_equals_full_refresh(warehouse, dbt, load_file_rows):
     assert not problems, _report(problems)
 
 
-def test_valuation_unit_tests(warehouse, dbt):
+def test_dbt_unit_tests(warehouse, dbt):
     """The dbt unit tests of the valuation pass (edge cases of DESIGN §7 on hand-checked histories),
-    opt-in through var valuation_unit_tests because dbt-postgres runs them through temporary tables."""
+    opt-in through var dbt_unit_tests because dbt-postgres runs them through temporary tables."""
     if not _can_create_temporary_tables(warehouse):
         pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres unit tests need it")
     dbt("run", "--select", "int_valuation_functions_created")  # the functions the model calls
@@ -97,6 +97,6 @@ def test_valuation_unit_tests(warehouse, dbt):
         "--select",
         "int_valuation_entries_posted,test_type:unit",
         "--vars",
-        "{valuation_unit_tests: true}",
+        "{dbt_unit_tests: true}",
     )
     assert "PASS=4" in result.stdout, result.stdout[-2000:]

@@ -158,18 +158,20 @@ pack_matches as (
 ),
 
 sku_changes as (
-    select sku, location, max(occurred_at) as master_changed_at
+    -- When the master's figure last moved (occurred_at), and when the ledger last learned of a move
+    -- (loaded_at): a back-dated event, or a receipt held back until its cost arrives, is learned late.
+    select sku, location, max(occurred_at) as master_changed_at, max(loaded_at) as master_learned_at
     from ledger
     group by sku, location
 ),
 
 master_changes as (
     -- A kit's master figure moves when any of its components moves.
-    select sku, location, max(master_changed_at) as master_changed_at
+    select sku, location, max(master_changed_at) as master_changed_at, max(master_learned_at) as master_learned_at
     from (
-        select sku, location, master_changed_at from sku_changes
+        select sku, location, master_changed_at, master_learned_at from sku_changes
         union all
-        select k.kit_sku as sku, c.location, c.master_changed_at
+        select k.kit_sku as sku, c.location, c.master_changed_at, c.master_learned_at
         from kit_components as k
         inner join sku_changes as c on c.sku = k.component_sku
     ) as changes
@@ -191,6 +193,7 @@ enriched as (
         pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
         master_changes.master_changed_at,
+        master_changes.master_learned_at,
         last_set.last_set_at,
         positions.unit_cost_avco
     from compared
@@ -228,9 +231,10 @@ final as (
             when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity
                 and (master_changed_at is null or master_changed_at <= snapshot_at) then 'lag'
             when channel_role = 'master' then 'missed_event'
-            -- The master moved since this platform last set the level (or it never has): the channel was
-            -- never given that change, whatever the channel did meanwhile (its own sales, a stale compare).
-            when master_changed_at > coalesce(last_set_at, '-infinity'::timestamptz) then 'missed_event'
+            -- The ledger learned of a master move since this platform last set the level (or it never
+            -- has): the channel was never given that change, whatever the channel did meanwhile (its own
+            -- sales, a stale compare). Learned, not occurred: a late-reported move happened earlier.
+            when master_learned_at > coalesce(last_set_at, '-infinity'::timestamptz) then 'missed_event'
             -- Set after the master's last change, and off now: changed in the channel by someone else.
             else 'unexplained'
         end as drift_class,
