@@ -1,12 +1,11 @@
 """The only Definitions: everything under `orchestration/defs`, plus the resources it needs."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 import orchestration.defs
 from orchestration.defs.extract.factory import build_extract_definitions
 from orchestration.defs.sync.factory import build_sync_definitions
-from orchestration.lib.dbt import dbt_executable, dbt_project
+from orchestration.lib.dbt import LocalDbtCliResource, dbt_executable, dbt_project
 from orchestration.lib.registry import load_registry
 from orchestration.lib.resources import WarehouseResource
 from orchestration.settings import Settings
@@ -22,7 +21,7 @@ def build_definitions(
             # Through EnvVar so a URL carrying a password is never shown in the UI.
             database_url=dg.EnvVar("INVENTORY_SYNC_DATABASE_URL") if settings.database_url else None,
         ),
-        "dbt": DbtCliResource(
+        "dbt": LocalDbtCliResource(
             project_dir=str(dbt_project.project_dir),
             profiles_dir=str(dbt_project.profiles_dir),
             dbt_executable=dbt_executable(),

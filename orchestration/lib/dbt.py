@@ -6,6 +6,7 @@ the raw landing tables' keys (`raw/<channel>/<entity>`). The translator override
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
+from packaging import version
 
 from orchestration.settings import DBT_PROJECT_DIR
 
@@ -30,6 +32,20 @@ def dbt_executable() -> str:
     """dbt from this interpreter's environment (the venv), so `dagster dev` and tests find the same one."""
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
+
+
+class LocalDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, told that its dbt is this environment's dbt-core. dagster-dbt otherwise
+    learns the version by running `dbt --version` before every invocation, which starts a whole dbt
+    process and asks PyPI for the latest release (seconds per sync cycle; offline, up to its timeout)."""
+
+    @functools.cached_property
+    def _cli_version(self) -> version.Version:
+        if Path(self.dbt_executable) != Path(dbt_executable()) or not Path(self.dbt_executable).is_absolute():
+            return super()._cli_version
+        from importlib.metadata import version as installed
+
+        return version.parse(installed("dbt-core"))
 
 
 def _dbt_sources_newer_than_manifest() -> bool:

@@ -50,6 +50,9 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> Cyc
     job = defs.resolve_job_def("sync_inventory_job")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
+        # dagster-postgres opens a new connection for every event it stores unless told to pool (as the
+        # webserver does); a cycle stores several hundred events (every planned and evaluated check).
+        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
         run_config = {"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}}
         if quiet:
             # dbt's own log (which dagster-dbt re-emits on stdout) and the channel clients' retry notes go
