@@ -1,6 +1,7 @@
 -- What each channel shows against what it should show (DESIGN §8), per channel, SKU and location.
 -- A channel that is the location's master of record should show the ledger's on-hand at its
--- snapshot time; any other channel should show the master's available stock under its policy.
+-- snapshot time; any other channel should show the master's available stock under its policy (the
+-- ledger's, less what the master itself no longer shows: see master_shortfall).
 with levels as (
     select * from {{ ref('int_channel_levels_latest') }}
     where not is_untracked_in_stock
@@ -75,6 +76,31 @@ master_expected as (
     where roles.channel_role = 'master'
 ),
 
+master_shortfall as (
+    -- Units the location's master of record no longer shows although the ledger still counts them: its
+    -- level fell below the ledger's with no event in its feed (a master `missed_event`: the feed was read
+    -- past its snapshot and the ratio is no pack factor). Publishing channels are not offered them
+    -- (no phantom stock) until the event or a count reaches the ledger.
+    select
+        m.sku,
+        m.location,
+        m.expected_quantity - m.channel_quantity as shortfall_quantity,
+        m.loaded_at as shortfall_learned_at
+    from master_expected as m
+    inner join feed_positions as f on f.channel = m.channel and f.feed_read_to >= m.snapshot_at
+    where m.channel_quantity < m.expected_quantity
+        and not exists (
+            select 1
+            from pack_factors as pf
+            where pf.sku = m.sku
+                and m.expected_quantity <> 0
+                and (
+                    m.channel_quantity = floor(m.expected_quantity / pf.factor_to_base)
+                    or m.channel_quantity = m.expected_quantity * pf.factor_to_base
+                )
+        )
+),
+
 component_available as (
     select
         k.kit_sku,
@@ -100,12 +126,13 @@ publishing_available as (
                 then component_available.kit_available end,
             positions.available_quantity,
             0
-        ) - coalesce(roles.committed_quantity, 0) as master_available,
+        ) - coalesce(master_shortfall.shortfall_quantity, 0) - coalesce(roles.committed_quantity, 0) as master_available,
         -- Channels that show no commitments may be behind by sales still in flight.
         case when roles.committed_quantity is null then coalesce(channels.safety_buffer, 0) else 0 end
             as tolerance_quantity
     from roles
     left join positions on positions.sku = roles.sku and positions.location = roles.location
+    left join master_shortfall on master_shortfall.sku = roles.sku and master_shortfall.location = roles.location
     left join kit_sizes on kit_sizes.kit_sku = roles.sku
     left join component_available
         on component_available.kit_sku = roles.sku and component_available.location = roles.location
@@ -193,7 +220,12 @@ enriched as (
         pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
         master_changes.master_changed_at,
-        master_changes.master_learned_at,
+        -- What a publishing channel is offered also moves when its master's shortfall is first seen.
+        case
+            when compared.channel_role = 'publishing'
+                then greatest(master_changes.master_learned_at, master_shortfall.shortfall_learned_at)
+            else master_changes.master_learned_at
+        end as master_learned_at,
         last_set.last_set_at,
         positions.unit_cost_avco
     from compared
@@ -202,6 +234,8 @@ enriched as (
         and pack_matches.sku = compared.sku
         and pack_matches.location = compared.location
     left join master_changes on master_changes.sku = compared.sku and master_changes.location = compared.location
+    left join master_shortfall
+        on master_shortfall.sku = compared.sku and master_shortfall.location = compared.location
     left join last_set
         on last_set.channel = compared.channel
         and last_set.sku = compared.sku
