@@ -139,6 +139,7 @@ def unsettled_drift(wh: Warehouse) -> int:
 def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: int = 6,
              live_rate: float = 2.0, out=print, state: DemoState | None = None) -> int:
     """Run the demo; `state` (optional) receives the cycles, convergence, latency and oversell figures."""
+    from orchestration.lib.gx import build_data_docs
     from orchestration.lib.importer import import_file
     from orchestration.lib.registry import load_registry
     from orchestration.lib.runner import run_cycle
@@ -191,7 +192,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                 if cycle > 1:  # the ERP and the API-less POS export what happened since the last cycle
                     deliver_exports(wh, world, demo_dir / "files", registry)
                 with stage(f"sync cycle {cycle} of at most {max_cycles}"):
-                    result = run_cycle(demo_settings, quiet=True)
+                    result = run_cycle(demo_settings, quiet=True, data_docs=False)
                 state.cycles = cycle
                 state.cycle_seconds.append(result.seconds)
                 if not result.success:
@@ -207,6 +208,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         finally:
             traffic.stop()
             probe.stop()
+            build_data_docs(settings.home)  # once, from every cycle's validation results
             state.latencies, state.unconverged = list(probe.latencies), probe.pending_count()
             state.oversells = dict(world.oversells)
         out(summary(wh, world, registry, time.monotonic() - started, traffic.events, state))

@@ -41,7 +41,9 @@ def _channel_log_to(stream):
         channels.propagate = before
 
 
-def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> CycleResult:
+def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_docs: bool = True) -> CycleResult:
+    """One run of sync_inventory_job in this process. `data_docs=False` leaves the GX Data Docs site to
+    the caller (the demo builds it once, after its last cycle)."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
@@ -71,7 +73,8 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False) -> Cyc
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
         ]
-    from orchestration.lib.gx import build_data_docs
+    if data_docs:
+        from orchestration.lib.gx import build_data_docs
 
-    build_data_docs(settings.home)
+        build_data_docs(settings.home)
     return CycleResult(result.success, result.run_id, time.monotonic() - started, materialized, failed)
