@@ -1,0 +1,38 @@
+"""The dbt resource knows its dbt version without starting dbt: dagster-dbt would otherwise run
+`dbt --version` (a whole dbt start and a PyPI lookup) before every build of every sync cycle."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import dagster_dbt.core.resource as dbt_resource
+
+from orchestration.lib.dbt import LocalDbtCliResource, dbt_executable, dbt_project
+
+
+def _resource(executable: str) -> LocalDbtCliResource:
+    return LocalDbtCliResource(project_dir=str(dbt_project.project_dir), profiles_dir=str(dbt_project.profiles_dir),
+                               dbt_executable=executable)
+
+
+def test_the_environments_dbt_version_is_read_without_a_subprocess(monkeypatch):
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"ran a subprocess: {args}")
+
+    monkeypatch.setattr(dbt_resource, "check_output", no_subprocess)
+    assert str(_resource(dbt_executable())._cli_version) == version("dbt-core")
+
+
+def test_another_dbt_executable_is_still_asked(monkeypatch, tmp_path):
+    other = tmp_path / "dbt"
+    other.write_text("#!/bin/sh\necho 'Core:\n  - installed: 9.8.7'\n")
+    other.chmod(0o755)
+    calls = []
+
+    def fake(args, **kwargs):
+        calls.append(args)
+        return b"Core:\n  - installed: 9.8.7\n"
+
+    monkeypatch.setattr(dbt_resource, "check_output", fake)
+    assert str(_resource(str(other))._cli_version) == "9.8.7"
+    assert calls == [[str(other), "--version"]]
