@@ -196,6 +196,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                 state.cycles = cycle
                 state.cycle_seconds.append(result.seconds)
                 if not result.success:
+                    build_data_docs(settings.home)
                     out(f"cycle {cycle} FAILED in {result.seconds:.0f}s; see the run in `inventory-sync dev`")
                     out(result.summary())
                     return 2
@@ -208,9 +209,9 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         finally:
             traffic.stop()
             probe.stop()
-            build_data_docs(settings.home)  # once, from every cycle's validation results
             state.latencies, state.unconverged = list(probe.latencies), probe.pending_count()
             state.oversells = dict(world.oversells)
+        build_data_docs(settings.home)  # once, from every cycle's validation results
         out(summary(wh, world, registry, time.monotonic() - started, traffic.events, state))
     return 0
 
