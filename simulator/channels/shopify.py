@@ -1,6 +1,7 @@
 """Shopify Admin GraphQL (`POST /admin/api/{version}/graphql.json`) over the shared world.
 
-Serves `inventoryItems`, `inventoryItem`, `locations`, `location` and the mutation
+Serves `inventoryItems`, `inventoryItem`, `locations`, `location` (with its `inventoryLevels`, filterable
+by `updated_at`) and the mutation
 `inventorySetQuantities` with `changeFromQuantity` compare-and-set (2026-01), `compareQuantity`
 (earlier versions) and `@idempotent(key:)`; cost-based leaky-bucket throttling with
 `extensions.cost` on every reply (channel-apis.md §1).  Shopify exposes no movement history: the
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..faults import page_bounds
 from ..scenario import Listing
-from ..world import World, iso
+from ..world import World, iso, parse_ts
 from .base import BadRequest, ChannelApp, Request, Response, request_id
 from .gql import GraphQLError, Operation, count_objects, estimate_cost, parse_operation, project
 
@@ -60,6 +61,18 @@ MAX_PAGE = 250
 
 def _gid_num(gid: str) -> int:
     return int(gid.rsplit("/", 1)[1].split("?")[0])
+
+
+def _compare(stamp: str, op: str, bound: str, value: str) -> bool:
+    """A search-syntax time comparison (no operator: a prefix match). Compared as instants, so
+    `...T09:00:00Z` and `...T09:00:00.000Z` are the same bound."""
+    if not op:
+        return stamp[: len(value)] == value
+    try:
+        have, limit = parse_ts(stamp), parse_ts(bound)
+    except ValueError:
+        raise GraphQLError(f"Invalid date in search query: {value!r}", {"code": "BAD_REQUEST"}) from None
+    return {">": have > limit, ">=": have >= limit, "<": have < limit, "<=": have <= limit}[op]
 
 
 def _cursor(last_id: int) -> str:
@@ -318,14 +331,7 @@ class ShopifyApp(ChannelApp):
                     else self._created
                 )
                 bound = value if "T" in value else value + "T00:00:00.000Z"
-                cmp = {
-                    ">": stamp > bound,
-                    ">=": stamp >= bound,
-                    "<": stamp < bound,
-                    "<=": stamp <= bound,
-                    "": stamp[: len(value)] == value,
-                }
-                if not cmp[op]:
+                if not _compare(stamp, op, bound, value):
                     return False
         return True
 
@@ -391,7 +397,7 @@ class ShopifyApp(ChannelApp):
             "id": f"gid://shopify/InventoryLevel/{loc_num}?inventory_item_id={item_num}",
             "location": self._location(lst.channel_location),
             "quantities": quantities,
-            "item": {"__typename": "InventoryItem", "id": lst.channel_sku, "sku": lst.sku},
+            "item": {"__typename": "InventoryItem", "id": lst.channel_sku, "sku": lst.sku, "tracked": True},
             "createdAt": self._created,
             "updatedAt": iso(lvl["updated_at"]),
         }
@@ -406,7 +412,44 @@ class ShopifyApp(ChannelApp):
             "legacyResourceId": str(_gid_num(gid)),
             "name": LOCATION_NAMES.get(loc, loc),
             "isActive": True,
+            "inventoryLevels": lambda a: self._location_levels(gid, a),
         }
+
+    def _location_levels(self, gid: str, args: dict[str, Any]) -> dict[str, Any]:
+        """`Location.inventoryLevels(first, after, query)`: the location's levels by item id, filtered by
+        the documented search fields `updated_at`, `created_at` and `inventory_item_id`. A level's
+        `updatedAt` moves with every quantity change (unlike its item's), so this is how a sync reads
+        only what changed."""
+        by_num = {
+            _gid_num(lst.channel_sku): lst
+            for lsts in self._items.values()
+            for lst in lsts
+            if lst.channel_location == gid
+        }
+        query = args.get("query")
+        ids = sorted(n for n, lst in by_num.items() if self._level_matches(lst, query))
+        return self._connection("InventoryLevelConnection", ids, args, lambda n: self._level(by_num[n]))
+
+    def _level_matches(self, lst: Listing, query: str | None) -> bool:
+        if not query:
+            return True
+        stamp = iso(self.world.shopify_levels[(lst.channel_sku, lst.channel_location)]["updated_at"])
+        for field, op, value in re.findall(r"(\w+):(>=|<=|>|<)?['\"]?([^'\" ]+)['\"]?", query):
+            if field == "inventory_item_id":
+                if str(_gid_num(lst.channel_sku)) != value.rsplit("/", 1)[-1]:
+                    return False
+            elif field in ("updated_at", "created_at"):
+                have = stamp if field == "updated_at" else self._created
+                bound = value if "T" in value else value + "T00:00:00.000Z"
+                if not _compare(have, op, bound, value):
+                    return False
+            else:
+                raise GraphQLError(
+                    f"Invalid search field '{field}' for inventoryLevels: use created_at, inventory_group_id, "
+                    "inventory_item_id or updated_at",
+                    {"code": "BAD_REQUEST"},
+                )
+        return True
 
     def _locations_conn(self, args: dict[str, Any]) -> dict[str, Any]:
         by_num = {_gid_num(g): g for g in self._locations}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -20,6 +20,7 @@ from .base import (
     PushResult,
     Record,
     as_decimal,
+    as_timedelta,
     connection,
     integral,
     next_cursor,
@@ -32,6 +33,7 @@ from .http import (
     ChannelHttp,
     CostBudget,
     RequestRejected,
+    format_timestamp,
     parse_timestamp,
 )
 
@@ -65,6 +67,25 @@ query MoreInventoryLevels($id: ID!, $after: String, $levels: Int!, $names: [Stri
   inventoryItem(id: $id) {{
     id sku tracked
     inventoryLevels(first: $levels, after: $after) {{{_LEVEL_FIELDS}
+    }}
+  }}
+}}"""
+
+LOCATIONS_QUERY = """
+query Locations($first: Int!, $after: String) {
+  locations(first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id }
+  }
+}"""
+
+_CHANGED_LEVEL_FIELDS = _LEVEL_FIELDS.replace("id updatedAt", "id updatedAt item { id sku tracked }")
+
+# What changed at one location: a level's updatedAt moves with its quantities (an item's does not).
+CHANGED_LEVELS_QUERY = f"""
+query ChangedInventoryLevels($location: ID!, $first: Int!, $after: String, $query: String!, $names: [String!]!) {{
+  location(id: $location) {{
+    inventoryLevels(first: $first, after: $after, query: $query) {{{_CHANGED_LEVEL_FIELDS}
     }}
   }}
 }}"""
@@ -103,7 +124,8 @@ def _errors(body: Any) -> list[dict[str, Any]]:
 
 
 class ShopifyClient(ChannelClient):
-    """`ShopifyClient(base_url, token, api_version="2026-01", page_size=25, levels_per_item=5)`.
+    """`ShopifyClient(base_url, token, api_version="2026-01", page_size=25, levels_per_item=5,
+    changed_page_size=100, lookback=5 min)`.
 
     `base_url` is the shop root (`https://{shop}.myshopify.com`); the token goes in
     `X-Shopify-Access-Token` (env SHOPIFY_ACCESS_TOKEN). Level targets are
@@ -114,8 +136,9 @@ class ShopifyClient(ChannelClient):
     entities: ClassVar[tuple[Entity, ...]] = (Entity("inventory_levels", "levels", "read_levels"),)
 
     def __init__(self, base_url: str, token: str, *, api_version: str = "2026-01", page_size: int = 25,
-                 levels_per_item: int = 5, bucket_size: float = 1000.0, restore_rate: float = 100.0,
-                 **http_options: Any) -> None:
+                 levels_per_item: int = 5, changed_page_size: int = 100,
+                 lookback: timedelta | float = timedelta(minutes=5), bucket_size: float = 1000.0,
+                 restore_rate: float = 100.0, **http_options: Any) -> None:
         if not token:
             raise ValueError("shopify: an access token is required (SHOPIFY_ACCESS_TOKEN)")
         self.http = ChannelHttp(self.channel, base_url, headers={"X-Shopify-Access-Token": token},
@@ -123,6 +146,8 @@ class ShopifyClient(ChannelClient):
         self.path = f"/admin/api/{api_version}/graphql.json"
         self.page_size = page_size
         self.levels_per_item = levels_per_item
+        self.changed_page_size = changed_page_size
+        self.lookback = as_timedelta(lookback)
         # Shopify reports the bucket on every answer; these are only the starting assumptions.
         self.budget = CostBudget(bucket_size, restore_rate, sleep=self.http.sleep)
         self._last_cost: dict[str, float] = {}
@@ -170,10 +195,52 @@ class ShopifyClient(ChannelClient):
     # ------------------------------------------------------------------ reads
 
     def read_levels(self, since: datetime | None = None) -> Iterator[Record]:
-        """Every level of every inventory item, all pages.
+        """Inventory levels: all of them on the first read (`since` None), afterwards only the levels
+        updated since `since` minus the lookback, location by location.
 
-        `since` is not used: a quantity change does not touch the item's `updated_at`, so filtering
-        on it would miss changes. Unchanged levels keep their source id and load once."""
+        A level's `updatedAt` moves with every quantity change, so `Location.inventoryLevels(query:
+        "updated_at:>=…")` finds every changed level (filtering items on their own `updated_at` would
+        not: a quantity change leaves the item as it was). The lookback re-reads a margin for writes
+        that become visible late; a level read twice keeps its source id and loads once."""
+        if since is None:
+            yield from self._all_levels()
+            return
+        query = f"updated_at:>='{format_timestamp(since - self.lookback)}'"
+        for location in self._location_ids():
+            after: str | None = None
+            seen: set[str] = set()
+            while True:
+                data = self._graphql("ChangedInventoryLevels", CHANGED_LEVELS_QUERY, {
+                    "location": location, "first": self.changed_page_size, "after": after, "query": query,
+                    "names": list(QUANTITY_NAMES)})
+                found = data.get("location")
+                if found is None:  # deactivated between the two queries: nothing to read there
+                    break
+                levels = connection(self.channel, found.get("inventoryLevels"), "inventoryLevels")
+                for node in levels["nodes"]:
+                    # Landed in the shape of a full read's level (same source id, same payload).
+                    level = {k: v for k, v in node.items() if k != "item"}
+                    item = node.get("item") or {}
+                    yield self._level_record(
+                        {"id": item.get("id"), "sku": item.get("sku"), "tracked": item.get("tracked")}, level)
+                after = next_cursor(self.channel, levels, seen)
+                if after is None:
+                    break
+
+    def _location_ids(self) -> list[str]:
+        ids: list[str] = []
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            data = self._graphql("Locations", LOCATIONS_QUERY, {"first": 250, "after": after})
+            conn = connection(self.channel, data.get("locations"), "locations")
+            ids += [node["id"] for node in conn["nodes"] if node.get("id")]
+            after = next_cursor(self.channel, conn, seen)
+            if after is None:
+                return ids
+
+    def _all_levels(self) -> Iterator[Record]:
+        """Every level of every inventory item, all pages."""
         after: str | None = None
         seen: set[str] = set()
         while True:

@@ -262,3 +262,57 @@ def test_amazon_incremental_listing_read_returns_the_patched_offer_with_few_requ
         assert len(changed) < len(mfn) // 10
     finally:
         server.stop()
+
+
+def test_shopify_incremental_level_read_finds_every_changed_level_at_a_fraction_of_the_cost():
+    from simulator.channels.base import ChannelServer
+    from simulator.channels.shopify import ShopifyApp
+
+    world = World(Scenario(seed=5, skus=300, days=2))
+    server = ChannelServer(ShopifyApp(world, token=CANARY, bucket_size=100000.0, restore_rate=100000.0)).start()
+    counter = CountingTransport()
+    try:
+        client = ShopifyClient(server.base_url, CANARY, lookback=0, transport=counter, retry=FAST)
+        full = {r.source_id: r for r in client.read_levels()}
+        full_requests = len(counter.paths)
+        since = max(r.cursor_at for r in full.values())
+
+        world.tick(120, seconds=60)  # sales and receipts move some levels on
+        target = LevelTarget(*next(iter(sorted(channel_key for channel_key in (
+            (r.payload["inventoryItem"]["id"], r.payload["location"]["id"]) for r in full.values())))))
+        before = client.read_level(target)
+        assert client.set_level(target, before, before + 3, "shopify-incremental-1").outcome == "applied"
+
+        counter.paths.clear()
+        changed = {r.source_id: r for r in client.read_levels(since)}
+        changed_requests = len(counter.paths)
+        again = {r.source_id: r for r in client.read_levels()}
+        moved = {sid: r for sid, r in again.items() if sid not in full}
+
+        assert moved, "the traffic changed no level: the test proves nothing"
+        assert set(moved) <= set(changed)  # every level that changed is read
+        assert all(changed[sid].payload == r.payload for sid, r in moved.items())  # in the same shape
+        assert {sid for sid in changed if sid not in moved} <= set(full)  # the rest: unchanged since `since`
+        assert any(r.payload["inventoryItem"]["id"] == target.channel_sku
+                   and r.payload["location"]["id"] == target.channel_location for r in changed.values())
+        assert len(changed) < len(full) // 4
+        assert changed_requests < full_requests // 2
+    finally:
+        server.stop()
+
+
+def test_shopify_level_search_rejects_an_unknown_filter():
+    from simulator.channels.base import ChannelServer
+    from simulator.channels.shopify import ShopifyApp
+
+    world = World(Scenario(seed=5, skus=20, days=2))
+    server = ChannelServer(ShopifyApp(world, token=CANARY)).start()
+    try:
+        location = next(iter(world.catalog.shopify_locations.values()))
+        answer = httpx.post(f"{server.base_url}/admin/api/2026-01/graphql.json",
+                            headers={"X-Shopify-Access-Token": CANARY},
+                            json={"query": 'query { location(id: "%s") { inventoryLevels(first: 5, '
+                                           'query: "colour:red") { nodes { id } } } }' % location}).json()
+        assert "Invalid search field 'colour'" in answer["errors"][0]["message"]
+    finally:
+        server.stop()
