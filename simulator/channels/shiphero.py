@@ -3,18 +3,32 @@
 `warehouse_products` (levels), `inventory_changes` (history, filtered and ordered on `created_at`)
 and the `inventory_replace` mutation, each wrapped in `{request_id, complexity, data}` with Relay
 `data(first, after)` connections whose cursors are graphql-relay `arrayconnection:N` offsets.
-A credit bucket (4004 credits, 60/s) answers 429 + Retry-After when a request cannot be paid for.
+A credit bucket (4004 credits, 60/s) answers 429 + Retry-After when a request cannot be paid for;
+`credits_spent` counts what was charged.
+
+The inventory snapshot, ShipHero's bulk path for levels: `inventory_generate_snapshot` starts an
+asynchronous job, `inventory_snapshot(snapshot_id)` / `inventory_snapshots(...)` report it
+(`enqueued` → `processing` → `success` after `snapshot_delay` wall-clock seconds), and the JSON file is
+served at a pre-signed-looking `snapshot_url` on this same server (`GET /snapshots/<id>.json?X-Amz-...`,
+no bearer token, expires 24 h of simulated time after the job finished). The file is captured in one
+instant, with the same figures `warehouse_products` shows then (unit-confusion view included).
+Sources: developer.shiphero.com "Inventory Snapshot" example and the schema pages
+`inventory-generate-snapshot(-input)`, `inventory-snapshot(s)`, `inventory-snapshot-output`; the file's
+layout from ShipHero's community announcements (t/2358, t/3114) and the changelog "New fields for the
+inventory snapshot and old format deprecation". `[U]` marks what those do not confirm.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import math
 import time
 import uuid
-from datetime import datetime
+from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from graphql.language import FieldNode
@@ -26,6 +40,18 @@ from .gql import GraphQLError, Operation, parse_operation, project
 
 MAX_PAGE = 100
 ACCOUNT_ID = "QWNjb3VudDox"
+
+# The documented example reply of `inventory_generate_snapshot` reports complexity 30 (the example
+# page); that every call costs exactly that is [U]. A status query's cost is [U]: one credit here.
+SNAPSHOT_GENERATE_COMPLEXITY = 30
+SNAPSHOT_QUERY_COMPLEXITY = 1
+# "available for download for 24 hours" (Inventory Snapshot page).
+SNAPSHOT_TTL = timedelta(hours=24)
+# Documented statuses (inventory_snapshots `status` argument): pending, enqueued, processing, success,
+# error, aborted. A 2026 community thread (t/3637) shows the mutation answering the enum's repr,
+# "InventorySnapshotStatus.enqueued"; whether queries do too is [U] (they answer plain values here).
+SNAPSHOT_STATUS_REPR = "InventorySnapshotStatus."
+SNAPSHOT_OUTCOMES = ("success", "error", "stall")
 
 
 def _cursor(offset: int) -> str:
@@ -54,15 +80,32 @@ class ShipHeroApp(ChannelApp):
     name = "shiphero"
 
     def __init__(
-        self, world: World, token: str | None = None, credits: float = 4004.0, restore_rate: float = 60.0
+        self,
+        world: World,
+        token: str | None = None,
+        credits: float = 4004.0,
+        restore_rate: float = 60.0,
+        snapshot_delay: float = 0.5,
+        snapshot_outcome: str = "success",
     ) -> None:
+        """`snapshot_delay`: wall-clock seconds a snapshot job takes (a third enqueued, the rest
+        processing). `snapshot_outcome`: how jobs end, `success`, `error` (the job fails) or `stall`
+        (it never leaves `processing`); an attribute, so a test can switch it at runtime."""
         super().__init__(world, token)
+        if snapshot_outcome not in SNAPSHOT_OUTCOMES:
+            raise ValueError(f"snapshot_outcome must be one of {SNAPSHOT_OUTCOMES}")
         self.max_credits, self.restore_rate = float(credits), float(restore_rate)
         self.credits, self.stamp = float(credits), time.monotonic()
+        self.credits_spent = 0.0
+        self.snapshot_delay, self.snapshot_outcome = float(snapshot_delay), snapshot_outcome
+        self.snapshots: dict[str, dict[str, Any]] = {}
+        self._sign_key = hashlib.sha256(f"snapshot-url:{self.token}".encode()).digest()
+        self._host = "127.0.0.1"
 
     # -- shapes ---------------------------------------------------------------------------------
     def is_public(self, req: Request) -> bool:
-        return req.path == "/auth/token"
+        # A snapshot URL is pre-signed (an S3-style link in real ShipHero): it carries no bearer token.
+        return req.path == "/auth/token" or req.path.startswith("/snapshots/")
 
     def unauthorized(self, req: Request) -> Response:
         return Response(401, {"errors": [{"message": "Invalid or expired token", "code": 22}]})
@@ -102,11 +145,14 @@ class ShipHeroApp(ChannelApp):
     def handle(self, req: Request) -> Response:
         if req.path == "/auth/token" and req.method == "POST":
             return self._token(req)
+        if req.path.startswith("/snapshots/") and req.method == "GET":
+            return self._download(req)
         if req.path != "/graphql" or req.method != "POST":
             return Response(404, {"errors": [{"message": "Not Found", "code": 404}]})
         body = req.json()
         if not isinstance(body, dict):
             raise BadRequest("POST body must be a JSON object")
+        self._host = req.header("host") or self._host  # where this server is reached, for snapshot URLs
         try:
             op = parse_operation(body)
             roots = op.fields()
@@ -152,6 +198,7 @@ class ShipHeroApp(ChannelApp):
                     }
                 )
         self.credits -= max(1, required)
+        self.credits_spent += max(1, required)
         out: dict[str, Any] = {"data": data}
         if errors:
             out["errors"] = errors
@@ -174,7 +221,13 @@ class ShipHeroApp(ChannelApp):
         )
 
     def _complexity(self, op: Operation, node: FieldNode) -> int:
-        """Credits a root field needs: 1, plus the page size of its `data` connection."""
+        """Credits a root field needs: 1, plus the page size of its `data` connection (the snapshot
+        job's fields have their own costs: it is the cheap bulk path)."""
+        name = node.name.value
+        if name in ("inventory_generate_snapshot", "inventory_abort_snapshot"):
+            return SNAPSHOT_GENERATE_COMPLEXITY if name == "inventory_generate_snapshot" else 5
+        if name == "inventory_snapshot":
+            return SNAPSHOT_QUERY_COMPLEXITY
         inner = (
             next((f for f in op.fields(node.selection_set) if f.name.value == "data"), None)
             if node.selection_set
@@ -186,9 +239,25 @@ class ShipHeroApp(ChannelApp):
     def _root(self, op: Operation, node: FieldNode, rid: str) -> tuple[dict[str, Any], bool]:
         name, args = node.name.value, op.args(node)
         if op.kind == "mutation":
+            if name == "inventory_generate_snapshot":
+                return self._generate_snapshot(args.get("data") or {}, rid), False
+            if name == "inventory_abort_snapshot":
+                return self._abort_snapshot(args.get("data") or {}, rid), False
             if name != "inventory_replace":
                 raise GraphQLError(f"Cannot query field '{name}' on type 'Mutation'.", {"code": 4})
             return self._replace(args.get("data") or {}, rid), True
+        if name == "inventory_snapshot":
+            job = self._job(args.get("snapshot_id"))
+            view = self._snapshot_view(job)
+            # `data` and `snapshot` carry the same object (the schema lists both).
+            return {"__typename": "InventorySnapshotQueryResult", "request_id": rid,
+                    "complexity": SNAPSHOT_QUERY_COMPLEXITY, "data": view, "snapshot": view}, False
+        if name == "inventory_snapshots":
+            rows = self._snapshot_rows(args)
+            required = self._complexity(op, node)
+            conn = lambda a: self._connection(rows, a, self._snapshot_view)  # noqa: E731
+            return {"__typename": "InventorySnapshotsQueryResult", "request_id": rid, "complexity": required,
+                    "data": conn, "snapshots": conn}, False
         if name == "warehouse_products":
             rows = self._products(args)
             fn = self._product
@@ -340,3 +409,200 @@ class ShipHeroApp(ChannelApp):
             "complexity": 10,
             "warehouse_product": self._product((lst.channel_sku, lst.channel_location)),
         }
+
+    # -- inventory snapshot ---------------------------------------------------------------------
+    def _generate_snapshot(self, data: dict[str, Any], rid: str) -> dict[str, Any]:
+        """`inventory_generate_snapshot(data: InventoryGenerateSnapshotInput!)`: enqueue a job.
+
+        Input fields (schema page): customer_account_id, warehouse_id, notification_email, post_url,
+        post_url_pre_check, new_format, updated_from, has_inventory. Nothing is emailed or POSTed here:
+        the job is read back with `inventory_snapshot`. An unknown warehouse is refused with the
+        not-found code [U: ShipHero's exact message]."""
+        w = self.world
+        warehouse = data.get("warehouse_id")
+        if warehouse and warehouse not in w.catalog.shiphero_warehouses.values():
+            raise GraphQLError(f"Warehouse {warehouse} not found", {"code": 5})
+        updated_from = _date(data.get("updated_from"), "updated_from")
+        # A Mongo-ObjectId-like id (own counter: the world's ids stay as they would be without snapshots).
+        sid = hashlib.sha256(f"snapshot:{len(self.snapshots)}:{rid}".encode()).hexdigest()[:24]
+        job = {
+            "snapshot_id": sid,
+            "job_user_id": "VXNlcjoy",
+            "job_account_id": ACCOUNT_ID,
+            "warehouse_id": warehouse,
+            "customer_account_id": data.get("customer_account_id"),
+            "notification_email": data.get("notification_email"),
+            "email_error": None,
+            "post_url": data.get("post_url"),
+            "post_error": None,
+            "post_url_pre_check": data.get("post_url_pre_check", True),
+            "status": "enqueued",
+            "error": None,
+            "created_at": w.now,
+            "enqueued_at": w.now,
+            "updated_at": w.now,
+            "snapshot_url": None,
+            "snapshot_expiration": None,
+            "new_format": bool(data.get("new_format")),
+            "_started": time.monotonic(),
+            "_updated_from": updated_from,
+            "_has_inventory": bool(data.get("has_inventory")),
+            "_outcome": self.snapshot_outcome,
+            "_file": None,
+        }
+        self.snapshots[sid] = job
+        view = self._snapshot_view(job)
+        view["status"] = SNAPSHOT_STATUS_REPR + view["status"]  # as observed on the mutation (t/3637)
+        return {"__typename": "InventorySnapshotOutput", "request_id": rid,
+                "complexity": SNAPSHOT_GENERATE_COMPLEXITY, "snapshot": view}
+
+    def _abort_snapshot(self, data: dict[str, Any], rid: str) -> dict[str, Any]:
+        """`inventory_abort_snapshot(data: {snapshot_id, reason})`: a job not yet finished ends `aborted`."""
+        job = self._job(data.get("snapshot_id"))
+        self._advance(job)
+        if job["status"] not in ("success", "error", "aborted"):
+            job.update(status="aborted", error=data.get("reason") or "Aborted by the user", updated_at=self.world.now)
+        return {"__typename": "InventorySnapshotOutput", "request_id": rid, "complexity": 5,
+                "snapshot": self._snapshot_view(job)}
+
+    def _job(self, snapshot_id: Any) -> dict[str, Any]:
+        job = self.snapshots.get(str(snapshot_id)) if snapshot_id else None
+        if job is None:
+            raise GraphQLError(f"Snapshot {snapshot_id} not found", {"code": 5})
+        return job
+
+    def _snapshot_rows(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """`inventory_snapshots(warehouse_id, customer_account_id, status)`; `status` takes a comma list,
+        and a leading `!` excludes the listed statuses (schema page)."""
+        spec = str(args.get("status") or "")
+        exclude = spec.startswith("!")
+        wanted = {s.strip() for s in spec.lstrip("!").split(",") if s.strip()}
+        rows = []
+        for job in self.snapshots.values():
+            self._advance(job)
+            if args.get("warehouse_id") and job["warehouse_id"] != args["warehouse_id"]:
+                continue
+            if args.get("customer_account_id") and job["customer_account_id"] != args["customer_account_id"]:
+                continue
+            if wanted and ((job["status"] in wanted) == exclude):
+                continue
+            rows.append(job)
+        return sorted(rows, key=lambda j: (j["created_at"], j["snapshot_id"]))
+
+    def _snapshot_view(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The `InventorySnapshot` object as the API shows it now."""
+        self._advance(job)
+        out = {k: v for k, v in job.items() if not k.startswith("_")}
+        for k in ("created_at", "enqueued_at", "updated_at", "snapshot_expiration"):
+            out[k] = iso(out[k]) if out[k] is not None else None
+        out["__typename"] = "InventorySnapshot"
+        return out
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        """Move a job along by the wall clock: enqueued for the first third of `snapshot_delay`, then
+        processing; at the end it fails, stalls or captures the levels in one instant (world time)."""
+        if job["status"] not in ("enqueued", "processing"):
+            return
+        w = self.world
+        elapsed = time.monotonic() - job["_started"]
+        if job["status"] == "enqueued" and elapsed >= self.snapshot_delay / 3:
+            job.update(status="processing", updated_at=w.now)
+        if elapsed < self.snapshot_delay or job["_outcome"] == "stall":
+            return
+        if job["_outcome"] == "error":
+            # [U] ShipHero's failure text; the job ends `error` with a message in `error`.
+            job.update(status="error", error="Snapshot generation failed: worker terminated", updated_at=w.now)
+            return
+        job["_file"] = json.dumps(self._snapshot_file(job)).encode()
+        date = w.now.strftime("%Y%m%dT%H%M%SZ")
+        signature = hmac.new(self._sign_key, f"{job['snapshot_id']}|{date}".encode(), "sha256").hexdigest()
+        url = (
+            f"http://{self._host}/snapshots/{job['snapshot_id']}.json?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            f"&X-Amz-Date={date}&X-Amz-Expires={int(SNAPSHOT_TTL.total_seconds())}&X-Amz-Signature={signature}"
+        )
+        job.update(status="success", updated_at=w.now, snapshot_url=url, snapshot_expiration=w.now + SNAPSHOT_TTL)
+
+    def _snapshot_file(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The JSON file: products (by SKU; by account id then SKU in `new_format`) → warehouse_products
+        (by warehouse id) → item_bins. The per-SKU entry follows ShipHero's published extracts (t/2358,
+        t/3114): sku, account_id, vendors, warehouse_products{warehouse_id, on_hand, allocated, backorder,
+        available, non_sellable, item_bins{location_id, location_name, lot_id, lot_name, expiration_date,
+        sellable, quantity}}. [S] `reserve` and the top-level snapshot_id, warehouse_id,
+        customer_account_id, snapshot_started_at, snapshot_finished_at come from client code that parses
+        real files, not from ShipHero's pages. `new_format` adds sell_ahead, qty_in_totes (placed on the
+        warehouse product here, [U]) and barcode, dimensions, thumbnail, large_thumbnail (on the SKU, [U])."""
+        w = self.world
+        taken = iso(w.now)
+        products: dict[str, dict[str, Any]] = {}
+        bins: defaultdict[str, dict[str, Any]] = defaultdict(dict)
+        for key in self._products({"warehouse_id": job["warehouse_id"]}):
+            prod = w.shiphero_products[key]
+            if job["_updated_from"] and prod["updated_at"] < job["_updated_from"]:
+                continue
+            view = self._product(key)  # the same figures (and unit view) as warehouse_products
+            if job["_has_inventory"] and view["on_hand"] <= 0:
+                continue
+            sku, warehouse = key
+            entry = {
+                "warehouse_id": warehouse,
+                "on_hand": view["on_hand"],
+                "allocated": view["allocated"],
+                "backorder": view["backorder"],
+                "available": view["available"],
+                "reserve": view["reserve_inventory"],
+                "non_sellable": view["non_sellable_quantity"],
+                "item_bins": {
+                    base64.b64encode(f"Bin:{prod['legacy_id']}".encode()).decode(): {
+                        "location_id": base64.b64encode(f"Bin:{prod['legacy_id']}".encode()).decode(),
+                        "location_name": view["inventory_bin"],
+                        "lot_id": "",
+                        "lot_name": "",
+                        "expiration_date": "",
+                        "sellable": True,
+                        "quantity": view["on_hand"],
+                    }
+                },
+            }
+            if job["new_format"]:
+                entry.update(sell_ahead=0, qty_in_totes=0)
+            bins[sku][warehouse] = entry
+            if sku not in products:
+                products[sku] = {"sku": sku, "account_id": ACCOUNT_ID, "vendors": {}}
+                if job["new_format"]:
+                    products[sku].update(
+                        barcode="", thumbnail=None, large_thumbnail=None,
+                        dimensions={"height": "0.00", "width": "0.00", "length": "0.00", "weight": "0.00"},
+                    )
+        for sku, product in products.items():
+            product["warehouse_products"] = bins[sku]
+        return {
+            "snapshot_id": job["snapshot_id"],
+            "warehouse_id": job["warehouse_id"],
+            "customer_account_id": job["customer_account_id"],
+            "snapshot_started_at": taken,
+            "snapshot_finished_at": taken,
+            "products": {ACCOUNT_ID: products} if job["new_format"] else products,
+        }
+
+    def _download(self, req: Request) -> Response:
+        """`GET /snapshots/<id>.json?X-Amz-...`: the file, as an S3 pre-signed link answers (XML errors)."""
+        sid = req.path.removeprefix("/snapshots/").removesuffix(".json")
+        job = self.snapshots.get(sid)
+        if job is not None:
+            self._advance(job)
+        if job is None or job["_file"] is None:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        date, signature = req.arg("X-Amz-Date") or "", req.arg("X-Amz-Signature") or ""
+        expected = hmac.new(self._sign_key, f"{sid}|{date}".encode(), "sha256").hexdigest()
+        if not hmac.compare_digest(signature, expected):
+            return _s3_error(403, "SignatureDoesNotMatch",
+                             "The request signature we calculated does not match the signature you provided.")
+        if self.world.now > job["snapshot_expiration"]:
+            return _s3_error(403, "AccessDenied", "Request has expired")
+        return Response(200, job["_file"], {"Content-Type": "application/json"}, page=True)
+
+
+def _s3_error(status: int, code: str, message: str) -> Response:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>SIMULATED</RequestId></Error>").encode()
+    return Response(status, body, {"Content-Type": "application/xml"})
