@@ -155,7 +155,7 @@ def cmd_run(args, settings: Settings) -> int:
     from orchestration.lib.runner import run_cycle
 
     prepare(settings, quiet=True)
-    result = run_cycle(settings, push=not args.no_push)
+    result = run_cycle(settings, push=not args.no_push, quick=args.quick)
     print(result.summary())
     return EXIT_OK if result.success else EXIT_ERROR
 
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="one sync cycle: extract → dbt build → checks → corrections")
     s.add_argument("--no-push", action="store_true", help="plan corrections but do not push them")
+    s.add_argument("--quick", action="store_true",
+                   help="the quick path: rebuild only what corrections and the blocking checks depend on, "
+                        "run the GX checks and the outbound marts' dbt tests (the sensors' refresh runs do this)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("import", help="load a CSV file as a source (bad rows are quarantined)")

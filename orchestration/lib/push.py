@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -331,12 +331,16 @@ class PushRefused(RuntimeError):
     """A blocking check on the data the corrections came from failed, is missing or is out of date."""
 
 
-def blocking_check_failures(instance, asset_graph, source_keys: Iterable, include_upstream: bool = True) -> list[str]:
+def blocking_check_failures(instance, asset_graph, source_keys: Iterable, include_upstream: bool = True,
+                            verdict_only: Collection = frozenset()) -> list[str]:
     """Why pushing from `source_keys` is not allowed right now (empty list: allowed).
 
     Looks at every blocking check on the source assets (and their ancestors), as recorded in the
     instance by any run: its latest execution must exist, have finished, have passed (a failed
-    WARN-severity check does not block) and have evaluated the asset's latest materialization."""
+    WARN-severity check does not block) and have evaluated the asset's latest materialization.
+    For the checks in `verdict_only` (the data tests a quick cycle leaves to the full build) only the
+    verdict counts: a failure blocks every push until a build passes them again, but a pass on an older
+    materialization is enough."""
     from dagster import AssetCheckSeverity
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
@@ -378,6 +382,8 @@ def blocking_check_failures(instance, asset_graph, source_keys: Iterable, includ
                 problems.append(f"{name} failed (run {record.run_id})")
                 continue
         target = getattr(evaluation, "target_materialization_data", None)
+        if ck in verdict_only:
+            continue
         if target is not None and ck.asset_key in newest and target.storage_id < newest[ck.asset_key]:
             problems.append(f"{name} evaluated an older materialization than the latest one")
     return problems

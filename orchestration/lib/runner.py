@@ -41,15 +41,18 @@ def _channel_log_to(stream):
         channels.propagate = before
 
 
-def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_docs: bool = True) -> CycleResult:
-    """One run of sync_inventory_job in this process. `data_docs=False` leaves the GX Data Docs site to
-    the caller (the demo builds it once, after its last cycle)."""
+def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_docs: bool = True,
+              quick: bool = False, job_name: str | None = None) -> CycleResult:
+    """One run of sync_inventory_job (every model and check), or with `quick` of quick_sync_job (the quick
+    path: see orchestration/defs/sync/factory.py), in this process; `job_name` runs another job.
+    `data_docs=False` leaves the GX Data Docs site to the caller (the demo builds it once, at the end)."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
+    from orchestration.defs.sync.factory import QUICK_SYNC_JOB
 
     defs = build_definitions(settings)
-    job = defs.resolve_job_def("sync_inventory_job")
+    job = defs.resolve_job_def(job_name or (QUICK_SYNC_JOB if quick else "sync_inventory_job"))
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as stack:
         # dagster-postgres opens a new connection for every event it stores unless told to pool (as the

@@ -163,3 +163,36 @@ def test_run_failure_alert_is_recorded_once(sync_warehouse, session_settings):
     record_alert(wh, run_id, "push_corrections_job", "boom")
     with sync_warehouse.connect("pusher") as conn:
         assert conn.execute("select count(*) from ops.sync_alerts where run_id = %s", (run_id,)).fetchone()[0] == 1
+
+
+def test_a_data_test_left_to_the_full_build_counts_by_its_last_verdict_in_the_push_gate():
+    """The quick path's gate: a check it does not re-run may have passed on an older materialization, but a
+    failure still blocks every push until a build passes it again; other checks must see the latest data."""
+    from orchestration.lib.push import blocking_check_failures
+
+    verdict = {"passed": True}
+
+    @dg.asset(key=source_key(unique("shopify")), group_name="marts")
+    def source():
+        return None
+
+    @dg.asset_check(asset=source, blocking=True)
+    def unique_rows():
+        return dg.AssetCheckResult(passed=verdict["passed"])
+
+    graph = dg.Definitions(assets=[source], asset_checks=[unique_rows]).resolve_asset_graph()
+    check = unique_rows.check_key
+    with dg.instance_for_test() as instance:
+        dg.materialize([source, unique_rows], instance=instance)
+        dg.materialize([source], instance=instance, selection=[source.key])  # a quick cycle: no test
+
+        stale = blocking_check_failures(instance, graph, [source.key])
+        assert stale == [f"{check.asset_key.to_user_string()}:unique_rows evaluated an older materialization "
+                         "than the latest one"]
+        assert blocking_check_failures(instance, graph, [source.key], verdict_only={check}) == []
+
+        verdict["passed"] = False
+        dg.materialize([source, unique_rows], instance=instance, raise_on_error=False)  # the full build fails it
+        dg.materialize([source], instance=instance, selection=[source.key])
+        failed = blocking_check_failures(instance, graph, [source.key], verdict_only={check})
+        assert len(failed) == 1 and "unique_rows failed" in failed[0]

@@ -3,7 +3,8 @@
 - `ops/corrections` (group sync): plans `marts/sync_<channel>__stock_corrections` into the outbox.
 - `push/<channel>/stock_corrections` (group sync): re-checks the blocking checks (I-5, across runs),
   settles in-flight corrections, pushes planned/approved ones (I-4). `push_corrections_job` runs them.
-- `refresh_<channel>_job`: the channel's `raw/...` assets and everything downstream except pushes.
+- `refresh_<channel>_job`: the channel's `raw/...` assets and the quick path downstream of them (see
+  `quick_path`); `quick_sync_job`: the quick path from every channel, then the pushes.
 - `channel_changes_sensor` (change feeds), `webhook_events_sensor` (webhook deliveries) request
   refresh runs; `corrections_planned_sensor` requests push runs; `sync_run_failure_sensor` records
   alerts; `nightly_reconciliation_schedule` runs `reconcile_inventory_job` at 02:00 UTC.
@@ -16,6 +17,7 @@ import itertools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 CORRECTIONS_KEY = dg.AssetKey(["ops", "corrections"])
 CORRECTIONS_HISTORY_KEY = dg.AssetKey(["ops", "corrections_history"])  # the dbt source on the same table
+QUICK_SYNC_JOB = "quick_sync_job"
 PROBE_LIMIT = 500  # change-feed records a sensor tick looks at, at most
 WEBHOOK_CLIENTS = ("shopify", "square")
 
@@ -56,6 +59,34 @@ def refresh_job_name(channel: str) -> str:
     return f"refresh_{channel}_job"
 
 
+@dataclass(frozen=True)
+class Guards:
+    """The checks the quick path knows about: the blocking checks (every one runs in every cycle) and
+    the Great Expectations checks (run on whatever a cycle rebuilds)."""
+
+    blocking: tuple[dg.AssetCheckKey, ...] = ()
+    gx: tuple[dg.AssetCheckKey, ...] = ()
+
+    def left_to_full_build(self, graph) -> set[dg.AssetCheckKey]:
+        """The data tests a quick cycle does not run: every check that is neither a GX check nor a test of
+        an outbound mart (what the corrections are planned from, and its inputs)."""
+        outbound: set[dg.AssetKey] = set()
+        if graph.has(CORRECTIONS_KEY):
+            parents = set(graph.get(CORRECTIONS_KEY).parent_keys)
+            outbound = parents | {k for p in parents if graph.has(p) for k in graph.get(p).parent_keys}
+        keep = set(self.gx) | set(self.blocking)
+        return {key for key in graph.asset_check_keys if key not in keep and key.asset_key not in outbound}
+
+
+def _gate(context, channel: str, guards: Guards | None) -> list[str]:
+    """The push gate for one channel's sync mart (I-5): every blocking check upstream must have passed on
+    the latest data, except that the data tests a quick cycle does not run count by their last verdict
+    (with `guards` None, none are exempt)."""
+    graph = _asset_graph(context)
+    exempt = guards.left_to_full_build(graph) if guards is not None else set()
+    return blocking_check_failures(context.instance, graph, [source_key(channel)], verdict_only=exempt)
+
+
 def _asset_graph(context):
     """The whole asset graph the job was built from (the code location's), not the job's subset: the
     blocking checks live on assets the push job does not select. Works in daemon-launched runs and in
@@ -69,7 +100,7 @@ def _asset_graph(context):
 # --------------------------------------------------------------------------------------------------
 
 
-def build_corrections_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinition:
+def build_corrections_asset(channels: list[ChannelConfig], guards: Guards | None = None) -> dg.AssetsDefinition:
     @dg.asset(
         key=CORRECTIONS_KEY, group_name="sync", kinds={"postgres"},
         deps=[source_key(c.name) for c in channels], required_resource_keys={"warehouse"},
@@ -81,7 +112,7 @@ def build_corrections_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinitio
         metadata: dict = {}
         with context.resources.warehouse.connect("pusher") as conn:
             for channel in channels:
-                problems = blocking_check_failures(context.instance, _asset_graph(context), [source_key(channel.name)])
+                problems = _gate(context, channel.name, guards)
                 if problems:
                     context.log.warning(f"{channel.name}: not planned: {'; '.join(problems)}")
                     metadata[f"{channel.name}_refused"] = "; ".join(problems)
@@ -101,7 +132,7 @@ def _push_one(context, channel: ChannelConfig):
     return summary, counts
 
 
-def build_push_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinition:
+def build_push_asset(channels: list[ChannelConfig], guards: Guards | None = None) -> dg.AssetsDefinition:
     """`push/<channel>/stock_corrections` for every channel, as one subsettable step that pushes to the
     channels concurrently (one thread each; their APIs and rate limits are independent)."""
     specs = [
@@ -130,7 +161,7 @@ def build_push_asset(channels: list[ChannelConfig]) -> dg.AssetsDefinition:
         # I-5: the blocking checks are re-read from the instance right before writing, per channel.
         refused, ready = [], []
         for c in selected:
-            problems = blocking_check_failures(context.instance, _asset_graph(context), [source_key(c.name)])
+            problems = _gate(context, c.name, guards)
             if problems:
                 refused.append(f"{c.name}: refusing to push: {'; '.join(problems)}")
             else:
@@ -287,16 +318,41 @@ def record_alert(warehouse, run_id: str, job_name: str, message: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def quick_path(start: dg.AssetSelection, guards: Guards) -> dg.AssetSelection:
+    """The part of `start` a quick cycle rebuilds, and the checks it runs.
+
+    Rebuilt: what the corrections are planned from, and everything a blocking check guards (the push gate
+    wants each blocking check to have passed on its asset's latest data, and the checks read across
+    tables: open layers against positions), each with everything upstream. Checked: every blocking check,
+    the Great Expectations checks on what is rebuilt, and the dbt tests of the marts that leave the
+    warehouse (the sync marts and the drift they are planned from). The remaining marts (movements, cost of
+    goods, dims) and the ~90 data tests of the other models wait for a full build; the push gate counts
+    those tests by their last verdict (`Guards.left_to_full_build`)."""
+
+    def checks_of(selection: dg.AssetSelection) -> dg.AssetSelection:
+        return selection - selection.without_checks()
+
+    guarded = dg.AssetSelection.assets(CORRECTIONS_KEY, *{key.asset_key for key in guards.blocking})
+    rebuilt = start & guarded.upstream()
+    outbound = checks_of(dg.AssetSelection.assets(CORRECTIONS_KEY).upstream(depth=2))
+    checks = checks_of(rebuilt) & (dg.AssetSelection.checks(*guards.gx) | outbound)
+    return rebuilt.without_checks() | checks | dg.AssetSelection.checks(*guards.blocking)
+
+
 def build_sync_definitions(registry: Registry,
-                           default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED) -> dg.Definitions:
-    """The sync stage for the registry's enabled channels (merge into the one Definitions)."""
+                           default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+                           guards: Guards | None = None) -> dg.Definitions:
+    """The sync stage for the registry's enabled channels (merge into the one Definitions). `guards` names
+    the checks of the other stages (orchestration.definitions passes the quality stage's)."""
+    guards = guards or Guards()
     channels = registry.enabled
     history = dg.AssetSpec(
         CORRECTIONS_HISTORY_KEY, group_name="sync", kinds={"postgres"},
         description="ops.corrections as the drift model reads it: when each channel level was last set by a "
                     "correction that applied (written by the push, read by marts/fct_channel_drift to tell a "
                     "change the channel was never given from one made in the channel).")
-    assets = [build_corrections_asset(channels), history] + ([build_push_asset(channels)] if channels else [])
+    assets = [build_corrections_asset(channels, guards), history] + (
+        [build_push_asset(channels, guards)] if channels else [])
     push_keys = [push_key(c.name) for c in channels]
     not_pushes = dg.AssetSelection.all() - dg.AssetSelection.assets(*push_keys)
     reconcile = dg.define_asset_job(
@@ -308,11 +364,20 @@ def build_sync_definitions(registry: Registry,
         execution_timezone="UTC", default_status=dg.DefaultScheduleStatus(default_status.value))
     jobs: dict = {c.name: dg.define_asset_job(
         refresh_job_name(c.name),
-        selection=dg.AssetSelection.assets(*raw_keys(c)).downstream() - dg.AssetSelection.assets(*push_keys),
-        description=f"Extract {c.name}, rebuild what depends on it, re-check and re-plan its corrections.")
+        selection=dg.AssetSelection.assets(*raw_keys(c))
+        | quick_path(dg.AssetSelection.assets(*raw_keys(c)).downstream(), guards),
+        description=f"Extract {c.name} and take the quick path from it: rebuild what its corrections and the "
+                    "blocking checks depend on, re-check and re-plan (the full build with every dbt data test is "
+                    "sync_inventory_job and the nightly reconciliation).")
         for c in channels}
     sensors = [build_run_failure_sensor(default_status)]
-    all_jobs = [reconcile, *jobs.values()]
+    quick = dg.define_asset_job(
+        QUICK_SYNC_JOB, selection=quick_path(dg.AssetSelection.all(), guards) | dg.AssetSelection.assets(*push_keys),
+        description="One quick sync cycle: extract every channel, rebuild only what corrections and the blocking "
+                    "checks depend on, run the Great Expectations checks and the dbt tests of the outbound marts, "
+                    "plan and push. The other marts and data tests wait for a full build (sync_inventory_job, the "
+                    "nightly reconciliation).")
+    all_jobs = [reconcile, quick, *jobs.values()]
     if channels:
         push_job = dg.define_asset_job(
             "push_corrections_job", selection=dg.AssetSelection.assets(*push_keys),
