@@ -311,8 +311,8 @@ def test_shopify_level_search_rejects_an_unknown_filter():
         location = next(iter(world.catalog.shopify_locations.values()))
         answer = httpx.post(f"{server.base_url}/admin/api/2026-01/graphql.json",
                             headers={"X-Shopify-Access-Token": CANARY},
-                            json={"query": 'query { location(id: "%s") { inventoryLevels(first: 5, '
-                                           'query: "colour:red") { nodes { id } } } }' % location}).json()
+                            json={"query": f'query {{ location(id: "{location}") {{ inventoryLevels(first: 5, '
+                                           'query: "colour:red") { nodes { id } } } }'}).json()
         assert "Invalid search field 'colour'" in answer["errors"][0]["message"]
     finally:
         server.stop()
