@@ -658,7 +658,8 @@ class Bench:
                 "oversells": {"continuous": sum(state.oversells.values()), "by_channel": state.oversells,
                               "method": "counted live on the simulators during the same run"},
                 "method": (f"live: the demo retailer at {LIVE_SKUS} SKUs ({LIVE_RATE:g} events/s of live traffic with "
-                           f"its fault plan, {LIVE_CYCLES} sync cycles back to back, traffic paused for the last); "
+                           f"its fault plan, {LIVE_CYCLES} sync cycles back to back, the first full and the next "
+                           "quick, traffic paused for the last; then the demo's final full build); "
                            "latency = a stock change until every publishing channel shows what policy says, "
                            "sampled every 0.5 s on the simulators; unconverged = changes still waiting at the end")}
 

@@ -33,10 +33,15 @@ logger = logging.getLogger(__name__)
 
 # Channels whose write carries an idempotency key the channel deduplicates on (Shopify `@idempotent`,
 # Square `idempotency_key`): a resend with the same key after an unknown outcome cannot apply twice.
-# Every other client (Amazon, ShipHero, Toast) is read-before-write without a key: never resent.
+# Every other client (Amazon, ShipHero, Toast) is read-before-write without a key: never resent in the
+# push that found its write did not land (the next plan re-opens it, MAX_ATTEMPTS).
 KEYED_CLIENTS = frozenset({"shopify", "square"})
 # Sends of one correction in one push before it is left `pushed` for the next run to settle.
 MAX_SENDS = 3
+# A correction whose write did not land (read back unchanged) on a channel without idempotency keys is
+# `failed`, not resent blind; planning re-opens it while the mart still lists it, up to this many pushes.
+MAX_ATTEMPTS = 3
+NOT_LANDED = "the write did not land"
 PENDING = ("planned", "approved")
 OPEN = ("planned", "needs_review", "approved")
 
@@ -61,12 +66,13 @@ class PlanResult:
     inserted_planned: int = 0
     inserted_review: int = 0
     superseded: int = 0
+    replanned: int = 0
     source_missing: bool = False
 
     def metadata(self) -> dict[str, Any]:
         return {"source_rows": self.source_rows, "planned": self.inserted_planned,
                 "needs_review": self.inserted_review, "superseded_stale": self.superseded,
-                "source_missing": self.source_missing}
+                "replanned_not_landed": self.replanned, "source_missing": self.source_missing}
 
 
 def _autocommit(conn: psycopg.Connection) -> None:
@@ -115,6 +121,18 @@ def plan_corrections(conn: psycopg.Connection, channel: str, relation: sql.Compo
         """).format(rel=relation), {"channel": channel}).fetchall()
         result.inserted_planned = sum(1 for (s,) in rows if s == "planned")
         result.inserted_review = sum(1 for (s,) in rows if s == "needs_review")
+        # A correction whose write did not land on a channel without idempotency keys (read back unchanged)
+        # was not resent then; the mart listing it again means the drift is still there: push it again,
+        # a few times at most (the push reads the level first, so a write that landed late is not doubled).
+        result.replanned = conn.execute(sql.SQL("""
+            update ops.corrections c
+            set status = case when c.decided_by is not null then 'approved' else 'planned' end,
+                updated_at = now(),
+                last_detail = left('re-planned after an attempt that did not land: ' || coalesce(c.last_detail, ''), 1000)
+            where c.channel = %(channel)s and c.status = 'failed' and c.attempts < %(most)s
+              and c.last_detail like %(marker)s
+              and exists (select 1 from {rel} as m where m.channel = c.channel and m.correction_id = c.correction_id)
+        """).format(rel=relation), {"channel": channel, "most": MAX_ATTEMPTS, "marker": f"%{NOT_LANDED}%"}).rowcount
         result.superseded = conn.execute(sql.SQL("""
             update ops.corrections c
             set status = 'stale', updated_at = now(),
@@ -201,7 +219,7 @@ def read_back(client, row: dict[str, Any]) -> tuple[str, Decimal | None, str]:
     if shown == Decimal(row["to_quantity"]):
         return "applied", level, f"read back {shown}: the write landed"
     if shown == Decimal(row["from_quantity"]):
-        return "unchanged", level, f"read back {shown}: the write did not land"
+        return "unchanged", level, f"read back {shown}: {NOT_LANDED}"
     return "stale", level, f"read back {shown}: changed by someone else (expected {row['from_quantity']} or {row['to_quantity']})"
 
 

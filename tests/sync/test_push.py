@@ -125,6 +125,31 @@ def test_in_flight_correction_on_a_channel_without_keys_is_failed_not_resent(pus
     assert applied_total(sims, "shiphero") == before
     assert level(sims, lst) == row["from_quantity"]
 
+    # The next plan still lists it (the drift is still there): re-opened and pushed once, never doubled.
+    plan = plan_corrections(pusher, name, mart([row]))
+    assert plan.replanned == 1 and status_of(pusher, row["correction_id"]) == "planned"
+    with client(sims, "shiphero") as c:
+        assert push_channel(pusher, c, name).counts == {"applied": 1}
+    assert applied_total(sims, "shiphero") == before + 1
+    assert level(sims, lst) == row["to_quantity"]
+    assert plan_corrections(pusher, name, mart([row])).replanned == 0  # applied stays applied
+
+
+def test_a_correction_that_keeps_failing_is_re_planned_a_few_times_only(pusher, mart, sims):
+    from orchestration.lib.push import MAX_ATTEMPTS
+
+    name = unique("shiphero")
+    row, _ = plan_one(pusher, mart, sims, "shiphero", name, index=2)
+    for attempt in range(1, MAX_ATTEMPTS + 2):
+        claim(pusher, row["correction_id"])  # a pusher killed before sending, every time
+        with client(sims, "shiphero") as c:
+            assert push_channel(pusher, c, name).counts == {"failed": 1}
+        replanned = plan_corrections(pusher, name, mart([row])).replanned
+        assert replanned == (1 if attempt < MAX_ATTEMPTS else 0), attempt
+        if not replanned:
+            break
+    assert status_of(pusher, row["correction_id"]) == "failed"
+
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
