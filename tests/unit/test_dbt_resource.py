@@ -36,3 +36,15 @@ def test_another_dbt_executable_is_still_asked(monkeypatch, tmp_path):
     monkeypatch.setattr(dbt_resource, "check_output", fake)
     assert str(_resource(str(other))._cli_version) == "9.8.7"
     assert calls == [[str(other), "--version"]]
+
+
+def test_no_in_process_adapter_is_built_before_a_build(monkeypatch):
+    """dagster-dbt would load the project's macros into an in-process adapter before every build, for
+    metadata helpers this project does not call."""
+    import dbt.adapters.factory as factory
+
+    def no_adapter(*args, **kwargs):
+        raise AssertionError("built an in-process dbt adapter")
+
+    monkeypatch.setattr(factory, "register_adapter", no_adapter)
+    assert _resource(dbt_executable())._initialize_dbt_core_adapter(["build"]) is None
