@@ -102,13 +102,16 @@ master_shortfall as (
 ),
 
 component_available as (
+    -- A kit is offered what its scarcest component allows, less what the master no longer shows of it.
     select
         k.kit_sku,
         p.location,
-        min(floor(greatest(p.available_quantity, 0) / k.quantity_per_kit)) as kit_available,
+        min(floor(greatest(p.available_quantity - coalesce(s.shortfall_quantity, 0), 0) / k.quantity_per_kit))
+            as kit_available,
         count(*) as components_found
     from kit_components as k
     inner join positions as p on p.sku = k.component_sku
+    left join master_shortfall as s on s.sku = k.component_sku and s.location = p.location
     group by k.kit_sku, p.location
 ),
 
@@ -201,6 +204,11 @@ master_changes as (
         select k.kit_sku as sku, c.location, c.master_changed_at, c.master_learned_at
         from kit_components as k
         inner join sku_changes as c on c.sku = k.component_sku
+        union all
+        -- ... and when a component's shortfall is first seen.
+        select k.kit_sku as sku, s.location, null, s.shortfall_learned_at
+        from kit_components as k
+        inner join master_shortfall as s on s.sku = k.component_sku
     ) as changes
     group by sku, location
 ),
