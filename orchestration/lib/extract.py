@@ -65,16 +65,30 @@ def _chunks(records: Iterable[tuple[str, Any, dict]], size: int) -> Iterator[lis
         yield chunk
 
 
+def _mark_last(items: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each item with whether it is the last (reads one ahead)."""
+    item = next(items, None)
+    while item is not None:
+        following = next(items, None)
+        yield item, following is None
+        item = following
+
+
 def extract_stream(
     connect: Callable[[], psycopg.Connection],
     channel: str,
     entity: str,
     read: Callable[[Any], Iterable[tuple[str, Any, dict]]],
     chunk_size: int = CHUNK,
+    ordered: bool = True,
 ) -> StreamResult:
     """Read `read(cursor)` and land it in raw.<channel>_<entity>, committing rows and cursor together.
 
-    `cursor` is the stream's stored position {"at", "id"} (None on the first run)."""
+    `cursor` is the stream's stored position {"at", "id"} (None on the first run). A change feed comes
+    in time order (`ordered`), so its cursor advances with every chunk. A level read does not (levels
+    come by item or warehouse, whatever their update times): its rows land chunk by chunk, but its cursor
+    moves only with the last chunk, so a read that dies halfway is read again from the old cursor
+    rather than resumed past levels it never reached."""
     table = f"{channel}_{entity}"
     result = StreamResult(channel, entity, uuid.uuid4().hex)
     with connect() as lock_conn:
@@ -89,12 +103,18 @@ def extract_stream(
                 cursor = raw.read_cursor(conn, channel, entity)
                 conn.commit()
                 result.cursor = cursor
-                for chunk in _chunks(read(cursor), chunk_size):
-                    newest = max(((at, sid) for sid, at, _ in chunk if at is not None), default=None)
+                newest = None
+                chunks = _chunks(read(cursor), chunk_size)
+                # (chunk, whether the cursor may move with it): every chunk of an ordered feed, the last
+                # chunk of an unordered read.
+                marked = ((chunk, True) for chunk in chunks) if ordered else _mark_last(chunks)
+                for chunk, may_move in marked:
+                    seen = max(((at, sid) for sid, at, _ in chunk if at is not None), default=None)
+                    newest = max(newest, seen) if newest and seen else (newest or seen)
                     with conn.transaction():
                         loaded = raw.load_api_records(conn, table, chunk, result.batch_id)
                         current = raw.read_cursor(conn, channel, entity)
-                        if newest and position(current) < newest:  # never move a cursor backwards
+                        if newest and may_move and position(current) < newest:  # never move a cursor backwards
                             result.cursor = {"at": newest[0].isoformat(), "id": newest[1]}
                             raw.write_cursor(conn, channel, entity, result.cursor)
                     result.received += loaded.received

@@ -107,3 +107,30 @@ def test_same_id_with_a_different_payload_is_reported(warehouse):
     extract_stream(connect, "sim", "conflict", lambda c: iter([("k", T0, {"qty": 1})]))
     result = extract_stream(connect, "sim", "conflict", lambda c: iter([("k", T0, {"qty": 2})]))
     assert result.inserted == 0 and result.conflicting == 1
+
+
+def test_a_level_read_that_dies_halfway_keeps_its_cursor_and_is_read_again_whole(warehouse):
+    """Levels come by item, not by time: a cursor moved after the first chunk would skip, on the next
+    (incremental) read, every level the dead read never reached and that has not changed since."""
+    levels = [(f"lvl{n:03d}", T0 + timedelta(minutes=(37 * n) % 50)) for n in range(30)]  # ids not in time order
+    entity = f"levels{next(_streams)}"
+    connect = lambda: warehouse.connect("loader")  # noqa: E731
+
+    def read(cursor, crash_after=None):
+        since = position(cursor)[0] if cursor else None
+        for n, (sid, at) in enumerate(levels):
+            if crash_after is not None and n >= crash_after:
+                raise Boom("connection reset mid-read")
+            if since is None or at >= since:
+                yield (sid, at, {"id": sid})
+
+    with pytest.raises(Boom):
+        extract_stream(connect, "sim", entity, lambda c: read(c, crash_after=12), chunk_size=5, ordered=False)
+    with warehouse.admin_connect() as conn:
+        cursor = conn.execute("select cursor_value from ops.extract_cursors where channel='sim' and stream=%s",
+                              (entity,)).fetchone()
+    assert cursor is None  # the first levels landed, the cursor did not move
+    assert 0 < len(table_ids(warehouse, f"sim_{entity}")) < len(levels)
+    result = extract_stream(connect, "sim", entity, read, chunk_size=5, ordered=False)
+    assert table_ids(warehouse, f"sim_{entity}") == sorted(sid for sid, _ in levels)
+    assert result.cursor["at"] == max(at for _, at in levels).isoformat()  # moved once, at the end

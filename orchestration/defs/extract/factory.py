@@ -58,7 +58,7 @@ def _extract_channel(context, channel: ChannelConfig, entities: list) -> tuple[l
             started = time.monotonic()
             try:
                 result = extract_stream(lambda: warehouse.connect("loader"), channel.name, entity.name,
-                                        _reader(client, entity))
+                                        _reader(client, entity), ordered=entity.kind == "movements")
             except Exception as exc:  # noqa: BLE001 - reported by the step, after the others have landed
                 failed.append(f"{channel.name}/{entity.name}: {type(exc).__name__}: {exc}")
                 continue
