@@ -48,3 +48,26 @@ def test_no_in_process_adapter_is_built_before_a_build(monkeypatch):
 
     monkeypatch.setattr(factory, "register_adapter", no_adapter)
     assert _resource(dbt_executable())._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_each_connection_keeps_its_own_saved_parse(tmp_path):
+    """Two instances on one checkout (different ports) must not make each other parse the project in full:
+    the parse a build left behind is handed to the next build for the same connection only."""
+    from orchestration.lib.dbt import seed_partial_parse
+
+    cache = tmp_path / "cache"
+    first, second, other = tmp_path / "run-1", tmp_path / "run-2", tmp_path / "run-other"
+    seed_partial_parse(first, cache, identity="port=5001")
+    assert not (first / "partial_parse.msgpack").exists()  # nothing saved yet: dagster-dbt's default applies
+    first.mkdir(parents=True, exist_ok=True)
+    (first / "partial_parse.msgpack").write_bytes(b"parse made for 5001")  # what dbt leaves behind
+
+    seed_partial_parse(other, cache, identity="port=5002")  # another home in between
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "partial_parse.msgpack").write_bytes(b"parse made for 5002")
+    seed_partial_parse(second, cache, identity="port=5001")
+    assert (second / "partial_parse.msgpack").read_bytes() == b"parse made for 5001"
+
+    third = tmp_path / "run-3"
+    seed_partial_parse(third, cache, identity="port=5002")
+    assert (third / "partial_parse.msgpack").read_bytes() == b"parse made for 5002"
