@@ -343,8 +343,9 @@ def build_sync_definitions(registry: Registry,
                            default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
                            guards: Guards | None = None) -> dg.Definitions:
     """The sync stage for the registry's enabled channels (merge into the one Definitions). `guards` names
-    the checks of the other stages (orchestration.definitions passes the quality stage's)."""
-    guards = guards or Guards()
+    the checks of the other stages (orchestration.definitions passes the quality stage's); without them the
+    push gate exempts no check."""
+    selection_guards = guards or Guards()
     channels = registry.enabled
     history = dg.AssetSpec(
         CORRECTIONS_HISTORY_KEY, group_name="sync", kinds={"postgres"},
@@ -365,14 +366,15 @@ def build_sync_definitions(registry: Registry,
     jobs: dict = {c.name: dg.define_asset_job(
         refresh_job_name(c.name),
         selection=dg.AssetSelection.assets(*raw_keys(c))
-        | quick_path(dg.AssetSelection.assets(*raw_keys(c)).downstream(), guards),
+        | quick_path(dg.AssetSelection.assets(*raw_keys(c)).downstream(), selection_guards),
         description=f"Extract {c.name} and take the quick path from it: rebuild what its corrections and the "
                     "blocking checks depend on, re-check and re-plan (the full build with every dbt data test is "
                     "sync_inventory_job and the nightly reconciliation).")
         for c in channels}
     sensors = [build_run_failure_sensor(default_status)]
     quick = dg.define_asset_job(
-        QUICK_SYNC_JOB, selection=quick_path(dg.AssetSelection.all(), guards) | dg.AssetSelection.assets(*push_keys),
+        QUICK_SYNC_JOB,
+        selection=quick_path(dg.AssetSelection.all(), selection_guards) | dg.AssetSelection.assets(*push_keys),
         description="One quick sync cycle: extract every channel, rebuild only what corrections and the blocking "
                     "checks depend on, run the Great Expectations checks and the dbt tests of the outbound marts, "
                     "plan and push. The other marts and data tests wait for a full build (sync_inventory_job, the "
