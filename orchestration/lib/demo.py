@@ -110,7 +110,6 @@ class DemoState:
     unconverged: int = 0  # changes still waiting when the demo ended
     oversells: dict[str, int] = field(default_factory=dict)
     cycle_seconds: list[float] = field(default_factory=list)
-    reconcile_seconds: float | None = None  # the final full build after the quick cycles
 
     def latency_figures(self) -> dict:
         lat = sorted(self.latencies)
@@ -218,7 +217,6 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
             # reconciliation's job, run now so that every mart is current and tested when the demo ends.
             with stage("final reconciliation: every model and data test"):
                 result = run_cycle(demo_settings, quiet=True, data_docs=False, job_name="reconcile_inventory_job")
-            state.reconcile_seconds = result.seconds
             if not result.success:
                 build_data_docs(settings.home)
                 out(f"final reconciliation FAILED in {result.seconds:.0f}s; see the run in `inventory-sync dev`")
