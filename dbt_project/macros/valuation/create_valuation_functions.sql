@@ -44,6 +44,60 @@
 {%- endmacro %}
 
 
+{#- Resuming (int_valuation_entries_posted): row `r` (with its order key columns order_at,
+    order_event_id, order_source_name, is_moved_after_pair) comes after checkpoint `c` in valuation order.
+    A checkpoint is never a transfer_in, so its key is its own (occurred_at, event_id, source_name). -#}
+{% macro valuation_after_checkpoint(r, c) -%}
+    (({{ r }}.order_at, {{ r }}.order_event_id collate "C", {{ r }}.order_source_name collate "C")
+        > ({{ c }}.occurred_at, {{ c }}.event_id collate "C", {{ c }}.source_name collate "C")
+     or ({{ r }}.order_at, {{ r }}.order_event_id collate "C", {{ r }}.order_source_name collate "C")
+        = ({{ c }}.occurred_at, {{ c }}.event_id collate "C", {{ c }}.source_name collate "C")
+        and {{ r }}.is_moved_after_pair)
+{%- endmacro %}
+
+
+{#- One engine input array, in valuation order; when resuming, led by `resume_after` nulls, so that the
+    index is the valuation_sequence. -#}
+{% macro valuation_positions_agg(column, type, order) -%}
+    {%- if is_incremental() %}array_fill(null::{{ type }}, array[resume_after]) || {% endif -%}
+    array_agg({{ column }} order by {{ order }})
+{%- endmacro %}
+
+
+{#- Incremental strategy `valuation_resume` of int_valuation_entries_posted: the increment holds, per SKU
+    it re-valued, the entries from its resume position on (its first movement entry's valuation_sequence)
+    and all its open layers. Replace exactly those: the SKU's movement, cost_line and state entries from
+    that position on and its open_layer entries; the rest of the SKU (its unchanged prefix and the
+    checkpoints in it) stays. Every SKU in an increment has at least one movement entry (the model
+    resumes only where a row follows the checkpoint). -#}
+{% macro get_incremental_valuation_resume_sql(arg_dict) -%}
+    {{ return(adapter.dispatch('valuation_resume_sql')(arg_dict)) }}
+{%- endmacro %}
+
+
+{% macro default__valuation_resume_sql(arg_dict) -%}
+    {{ exceptions.raise_compiler_error("No valuation_resume incremental strategy for adapter '" ~ adapter.type() ~ "'.") }}
+{%- endmacro %}
+
+
+{% macro postgres__valuation_resume_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} as t
+    using (
+        select sku, min(valuation_sequence) as resume_from
+        from {{ source }}
+        where entry_kind = 'movement'
+        group by sku
+    ) as r
+    where t.sku = r.sku and (t.entry_kind = 'open_layer' or t.valuation_sequence >= r.resume_from);
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }};
+{%- endmacro %}
+
+
 {#- `arrays`: the SQL expressions of the input arrays, in the order of valuation_post_sku's arguments.
     Returns a FROM item (to be given an alias) whose columns are the entry columns below. -#}
 {% macro valuation_post_sku_call(arrays) -%}
@@ -96,7 +150,9 @@
         line_unit_cost_base numeric,
         line_cost_amount numeric,
         provisional_unit_cost_base numeric,
-        layer_sequence integer
+        layer_sequence integer,
+        state_fingerprint text,
+        engine_state jsonb
     ))
 {%- endmacro %}
 
@@ -111,7 +167,7 @@ row('movement'::text, i, null::integer, v_movement_id, v_source_name, v_event_id
                 {{ a_unit }}, {{ a_change }}, {{ a_reval }}, avco_val[li], avco_avg[li], tr_avco,
                 null::text, null::text, null::text, null::text, null::text, null::timestamptz, null::text,
                 null::text, null::text, null::text, null::numeric, null::numeric, null::numeric, null::numeric,
-                null::integer)
+                null::integer, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- `issue` and `source` are movement positions (`source` may be null); `issue` "i" is the movement being
@@ -128,7 +184,7 @@ row('cost_line'::text, i, {{ line }}, v_movement_id, v_source_name, v_event_id, 
                 p_movement_type[{{ issue }}],
                 {%- endif %}
                 p_movement_id[{{ source }}], p_event_id[{{ source }}], p_movement_type[{{ source }}],
-                {{ quantity }}, {{ unit_cost }}, {{ amount }}, {{ provisional }}, null::integer)
+                {{ quantity }}, {{ unit_cost }}, {{ amount }}, {{ provisional }}, null::integer, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- An open layer `v_node`: the identifying columns name the movement that brought it to its location. -#}
@@ -141,7 +197,7 @@ row('open_layer'::text, v_recv, null::integer,
                 null::numeric, 'fifo'::text, null::text,
                 null::text, null::text, null::text, null::timestamptz, null::text,
                 p_movement_id[ly_src[v_node]], p_event_id[ly_src[v_node]], p_movement_type[ly_src[v_node]],
-                ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node)
+                ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
@@ -150,6 +206,15 @@ row('open_layer'::text, v_recv, null::integer,
 {% macro _register_candidate(fifo_unit, avco_unit) -%}
 if v_type = 'sale' or v_type = 'receipt' then
                     if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
+                    if first_return[p_match_group[i]] is not null then
+                        -- a return of this group valued before: a checkpoint between them would not see
+                        -- this candidate (rule: see _capture_checkpoint)
+                        v_k := n_cp;
+                        while v_k > 0 and cp_pos[v_k] >= first_return[p_match_group[i]] loop
+                            cp_valid[v_k] := false;
+                            v_k := v_k - 1;
+                        end loop;
+                    end if;
                     if first_in_source_group[p_match_source_group[i]] is null then
                         first_in_source_group[p_match_source_group[i]] := i;
                     end if;
@@ -176,7 +241,7 @@ n_layers := n_layers + 1;
 {% macro _push_pool_piece(quantity, cost, source) -%}
 n_pieces := n_pieces + 1;
                 tp_qty[n_pieces] := {{ quantity }}; tp_cost[n_pieces] := {{ cost }};
-                tp_src[n_pieces] := {{ source }}; tp_next[n_pieces] := 0;
+                tp_src[n_pieces] := {{ source }}; tp_next[n_pieces] := 0; tp_key[n_pieces] := v_key;
                 if coalesce(pool_tail[v_key], 0) = 0 then pool_head[v_key] := n_pieces;
                 else tp_next[pool_tail[v_key]] := n_pieces; end if;
                 pool_tail[v_key] := n_pieces;
@@ -237,6 +302,73 @@ v_total := 0;
                 f_unit := case when v_mixed then {{ valuation_schema() }}.valuation_divide(v_total, v_q) else v_first_cost end;
 {%- endmacro %}
 
+{#- Checkpoint after movement i (see "Resuming" above): everything the pass carries, as jsonb. Live
+    FIFO layers, negative-stock pieces and in-transit pieces are the nodes with a quantity left
+    (consumed nodes are unlinked when they reach zero, and each location's / pool's list is in node
+    order, so restoring them in node order rebuilds the lists exactly); pools that are empty (no
+    pieces, AVCO quantity and value zero) are left out (a later movement of such a pool makes the
+    model resume from further back). `refs` names the movements those nodes point at, which a
+    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. -#}
+{% macro _capture_checkpoint() -%}
+n_cp := n_cp + 1;
+            cp_pos[n_cp] := i;
+            cp_valid[n_cp] := true;
+            cp_fp[n_cp] := v_fp_count::text || ':' || v_fp_sum::text;
+            if v_type = 'transfer_in' then
+                -- its order key may be its pair's: not a position the model can resume after
+                cp_state[n_cp] := null;
+            else
+                v_min_layer := coalesce((select min(h) from unnest(layer_head) as h where h > 0), n_layers + 1);
+                v_min_backlog := coalesce((select min(h) from unnest(backlog_head) as h where h > 0), n_backlog + 1);
+                v_min_piece := coalesce((select min(h) from unnest(pool_head) as h where h > 0), n_pieces + 1);
+                cp_state[n_cp] := jsonb_build_object(
+                    'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
+                    'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
+                    'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
+                    'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
+                    'layers', (
+                        select coalesce(jsonb_agg(jsonb_build_array(
+                            k, array_position(v_locs, p_location[ly_recv[k]]), ly_qty[k], ly_cost[k], ly_src[k], ly_recv[k]
+                        ) order by k), '[]')
+                        from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
+                    ),
+                    'backlog', (
+                        select coalesce(jsonb_agg(jsonb_build_array(
+                            array_position(v_locs, p_location[bk_issue[k]]), bk_qty[k], bk_cost[k], bk_issue[k]
+                        ) order by k), '[]')
+                        from generate_series(v_min_backlog, n_backlog) as k where bk_qty[k] > 0
+                    ),
+                    'pools', (
+                        select coalesce(jsonb_agg(jsonb_build_array(pool_ref[k], pool_avco_qty[k], pool_avco_val[k]) order by k), '[]')
+                        from generate_subscripts(pool_ref, 1) as k
+                        where pool_ref[k] is not null
+                            and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
+                    ),
+                    'pool_refs', (
+                        select coalesce(jsonb_agg(pool_ref[k] order by k), '[]')
+                        from generate_subscripts(pool_ref, 1) as k
+                        where pool_ref[k] is not null
+                            and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
+                    ),
+                    'pieces', (
+                        select coalesce(jsonb_agg(jsonb_build_array(pool_ref[tp_key[k]], tp_qty[k], tp_cost[k], tp_src[k]) order by k), '[]')
+                        from generate_series(v_min_piece, n_pieces) as k where tp_qty[k] > 0
+                    ),
+                    'refs', (
+                        select coalesce(jsonb_agg(jsonb_build_array(
+                            r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r], p_movement_type[r], p_location[r]
+                        ) order by r), '[]')
+                        from (
+                            select ly_src[k] as r from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
+                            union select ly_recv[k] from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
+                            union select bk_issue[k] from generate_series(v_min_backlog, n_backlog) as k where bk_qty[k] > 0
+                            union select tp_src[k] from generate_series(v_min_piece, n_pieces) as k where tp_qty[k] > 0
+                        ) as referenced
+                    )
+                );
+            end if;
+{%- endmacro %}
+
 {% macro postgres__create_valuation_functions() -%}
 {%- set schema = valuation_schema() -%}
 -- a / b rounded half away from zero to 20 decimal places, exactly (div() truncates an exact quotient;
@@ -254,6 +386,10 @@ return sign(a) * sign(b)
 drop function if exists {{ schema }}.valuation_post_sku(
     text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[]
 );
+-- ... and the one before resuming (issue 4's incremental goal) took 11 arrays.
+drop function if exists {{ schema }}.valuation_post_sku(
+    text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[]
+);
 
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
@@ -267,6 +403,16 @@ drop function if exists {{ schema }}.valuation_post_sku(
 --                         the return, which is when the engine has met it;
 --   p_transfer_key        a transfer whose reference has a transfer_out in the SKU: the pair's in-transit
 --                         pool (else null).
+-- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
+--   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
+--                         them and emits a `state` entry (checkpoint) every p_checkpoint_interval
+--                         positions and at the end;
+--   p_reference           for a transfer with a pool, its reference (pools are saved by reference);
+--   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
+--                         checkpoint saved after p_first - 1; the arrays are null there;
+--   p_ref_position, p_ref_fifo, p_ref_avco
+--                         a return whose sale / receipt lies before p_first (the model found it in the
+--                         stored entries): its position and the unit costs that sale left at.
 create or replace function {{ schema }}.valuation_post_sku(
     p_movement_id text[],
     p_source_name text[],
@@ -278,7 +424,15 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_unit_cost numeric[],
     p_match_group integer[],
     p_match_source_group integer[],
-    p_transfer_key integer[]
+    p_transfer_key integer[],
+    p_row_hash bigint[],
+    p_reference text[],
+    p_ref_position integer[],
+    p_ref_fifo numeric[],
+    p_ref_avco numeric[],
+    p_first integer,
+    p_state jsonb,
+    p_checkpoint_interval integer
 )
 returns setof record
 language plpgsql immutable parallel safe
@@ -317,6 +471,8 @@ declare
     tp_cost numeric[] := '{}';
     tp_src integer[] := '{}';
     tp_next integer[] := '{}';
+    tp_key integer[] := '{}';
+    pool_ref text[] := '{}';
     pool_head integer[] := '{}';
     pool_tail integer[] := '{}';
     pool_avco_qty numeric[] := '{}';
@@ -368,8 +524,94 @@ declare
     f_change numeric;
     a_change numeric;
     a_reval numeric;
+    -- checkpoints: fingerprint of the positions valued so far; per match group the first return met;
+    -- the states captured, valid unless a candidate of a group with an earlier return came after them
+    v_fp_count bigint := 0;
+    v_fp_sum numeric := 0;
+    first_return integer[] := '{}';
+    n_cp integer := 0;
+    cp_pos integer[] := '{}';
+    cp_valid boolean[] := '{}';
+    cp_fp text[] := '{}';
+    cp_state jsonb[] := '{}';
+    v_k integer;
+    v_min_layer integer;
+    v_min_backlog integer;
+    v_min_piece integer;
+    v_keys jsonb;
+    v_max_key integer;
+    v_rec record;
 begin
-    for i in 1 .. n_rows loop
+    if p_row_hash is not null then
+        -- the reference of each pool, to save pools by reference
+        v_keys := coalesce((
+            select jsonb_object_agg(r, k) from unnest(p_reference, p_transfer_key) as t(r, k) where k is not null
+        ), '{}');
+        for v_rec in select key as r, value::integer as k from jsonb_each_text(v_keys) loop
+            pool_ref[v_rec.k] := v_rec.r;
+        end loop;
+    end if;
+    if p_state is not null then
+        ------------------------------------------------------------------ resume from a checkpoint
+        v_fp_count := (p_state->>'fp_count')::bigint;
+        v_fp_sum := (p_state->>'fp_sum')::numeric;
+        n_layers := (p_state->>'n_layers')::integer;
+        v_locs := array(select x from jsonb_array_elements_text(p_state->'locs') with ordinality as t(x, n) order by n);
+        loc_qty := array(select x::numeric from jsonb_array_elements_text(p_state->'loc_qty') with ordinality as t(x, n) order by n);
+        fifo_val := array(select x::numeric from jsonb_array_elements_text(p_state->'fifo_val') with ordinality as t(x, n) order by n);
+        last_cost := array(select x::numeric from jsonb_array_elements_text(p_state->'last_cost') with ordinality as t(x, n) order by n);
+        avco_val := array(select x::numeric from jsonb_array_elements_text(p_state->'avco_val') with ordinality as t(x, n) order by n);
+        avco_avg := array(select x::numeric from jsonb_array_elements_text(p_state->'avco_avg') with ordinality as t(x, n) order by n);
+        layer_head := array_fill(0, array[cardinality(v_locs)]);
+        layer_tail := layer_head;
+        backlog_head := layer_head;
+        backlog_tail := layer_head;
+        tr_qty := (p_state->'in_transit'->>0)::numeric;
+        tr_fifo := (p_state->'in_transit'->>1)::numeric;
+        tr_avco := (p_state->'in_transit'->>2)::numeric;
+        -- the movements before p_first that carried state points at
+        for v_rec in select e from jsonb_array_elements(p_state->'refs') as t(e) loop
+            v_k := (v_rec.e->>0)::integer;
+            p_movement_id[v_k] := v_rec.e->>1;
+            p_source_name[v_k] := v_rec.e->>2;
+            p_event_id[v_k] := v_rec.e->>3;
+            p_occurred_at[v_k] := (v_rec.e->>4)::timestamptz;
+            p_movement_type[v_k] := v_rec.e->>5;
+            p_location[v_k] := v_rec.e->>6;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'layers') with ordinality as t(e, n) order by n loop
+            v_node := (v_rec.e->>0)::integer;
+            li := (v_rec.e->>1)::integer;
+            ly_qty[v_node] := (v_rec.e->>2)::numeric; ly_cost[v_node] := (v_rec.e->>3)::numeric;
+            ly_src[v_node] := (v_rec.e->>4)::integer; ly_recv[v_node] := (v_rec.e->>5)::integer; ly_next[v_node] := 0;
+            if layer_tail[li] = 0 then layer_head[li] := v_node; else ly_next[layer_tail[li]] := v_node; end if;
+            layer_tail[li] := v_node;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'backlog') with ordinality as t(e, n) order by n loop
+            li := (v_rec.e->>0)::integer;
+            n_backlog := n_backlog + 1;
+            bk_qty[n_backlog] := (v_rec.e->>1)::numeric; bk_cost[n_backlog] := (v_rec.e->>2)::numeric;
+            bk_issue[n_backlog] := (v_rec.e->>3)::integer; bk_next[n_backlog] := 0;
+            if backlog_tail[li] = 0 then backlog_head[li] := n_backlog; else bk_next[backlog_tail[li]] := n_backlog; end if;
+            backlog_tail[li] := n_backlog;
+        end loop;
+        -- pools keep the key the model gave their reference in this pass, or one of their own
+        v_max_key := coalesce((select max(k) from unnest(p_transfer_key) as k), 0);
+        for v_rec in select e, n from jsonb_array_elements(p_state->'pools') with ordinality as t(e, n) loop
+            v_key := coalesce((v_keys->>(v_rec.e->>0))::integer, v_max_key + v_rec.n::integer);
+            v_keys := v_keys || jsonb_build_object(v_rec.e->>0, v_key);
+            pool_ref[v_key] := v_rec.e->>0;
+            pool_avco_qty[v_key] := (v_rec.e->>1)::numeric;
+            pool_avco_val[v_key] := (v_rec.e->>2)::numeric;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'pieces') with ordinality as t(e, n) order by n loop
+            v_key := (v_keys->>(v_rec.e->>0))::integer;
+            {{ _push_pool_piece("(v_rec.e->>1)::numeric", "(v_rec.e->>2)::numeric", "(v_rec.e->>3)::integer") }}
+        end loop;
+        v_key := null;
+    end if;
+
+    for i in coalesce(p_first, 1) .. n_rows loop
         -- the identifying values of the movement, read once for all its entries
         v_movement_id := p_movement_id[i];
         v_source_name := p_source_name[i];
@@ -408,7 +650,7 @@ begin
                 v_first_cost := null;
                 v_mixed := false;
                 v_line := 0;
-                v_ref := case when v_type = 'vendor_return' then {{ _referenced() }} end;
+                v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
                 if v_ref is not null then
                     v_prev := 0;
                     while v_node > 0 and v_left > 0 loop
@@ -525,7 +767,11 @@ begin
             else
                 -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
                 -- valued), anything else at its own cost; the fallback is the last cost / the average
-                if v_type = 'customer_return' then
+                if v_type = 'customer_return' and p_ref_position[i] is not null then
+                    -- its sale was valued before p_first: the model brings the costs it left at
+                    v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
+                    v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);
+                elsif v_type = 'customer_return' then
                     v_ref := {{ _referenced() }};
                     v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
                     v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
@@ -583,6 +829,19 @@ begin
             return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
                                            "null::numeric", "0::numeric", "0::numeric") }};
         end if;
+
+        if p_row_hash is not null then
+            ------------------------------------------------------------------ checkpoints
+            v_fp_count := v_fp_count + 1;
+            v_fp_sum := v_fp_sum + p_row_hash[i];
+            if p_match_group[i] is not null and (v_type = 'customer_return' or v_type = 'vendor_return')
+                and first_return[p_match_group[i]] is null then
+                first_return[p_match_group[i]] := i;
+            end if;
+            if i = n_rows or (i % p_checkpoint_interval = 0 and v_type <> 'transfer_in') then
+                {{ _capture_checkpoint() }}
+            end if;
+        end if;
     end loop;
 
     -- the FIFO layers still open, per location in consumption order
@@ -593,6 +852,22 @@ begin
             return next {{ _open_layer_entry() }};
             v_node := ly_next[v_node];
         end loop;
+    end loop;
+
+    -- the checkpoints still valid (the last one always: its fingerprint is the SKU's)
+    for v_k in 1 .. n_cp loop
+        if cp_valid[v_k] or cp_pos[v_k] = n_rows then
+            v_recv := cp_pos[v_k];
+            return next row('state'::text, v_recv, null::integer,
+                p_movement_id[v_recv], p_source_name[v_recv], p_event_id[v_recv], p_occurred_at[v_recv],
+                p_movement_type[v_recv], p_location[v_recv],
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::text, null::text,
+                null::text, null::text, null::text, null::timestamptz, null::text,
+                null::text, null::text, null::text, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::integer, cp_fp[v_k], case when cp_valid[v_k] then cp_state[v_k] end);
+        end if;
     end loop;
 end;
 $fn$;
