@@ -104,9 +104,10 @@ def test_dbt_unit_tests(warehouse, dbt):
     assert "PASS=4" in result.stdout, result.stdout[-2000:]
 
 
-# A checkpoint every 3 positions: the generated histories (3 to ~60 movements) get many, so batches meet
-# them in every way.
-RESUME_VARS = "{valuation_incremental: true, valuation_checkpoint_interval: 3}"
+# A checkpoint every 3 positions among the last 18: the hand-made histories get them throughout, the
+# generated ones (3 to ~60 movements) near their end, so batches meet them in every way, and events
+# back-dated before the first one re-value the SKU whole.
+RESUME_VARS = "{valuation_incremental: true, valuation_checkpoint_interval: 3, valuation_checkpoints: 6}"
 ENTRIES = "intermediate.int_valuation_entries_posted"
 # what a checkpoint holds may differ between an incremental build and a full refresh (checkpoints kept
 # from earlier builds): the valuation's entries may not
@@ -156,8 +157,7 @@ def _apply_batch(warehouse, load_file_rows, batches: dict[str, list | dict], pre
 
 
 def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
-    """Incremental builds resume each touched SKU from a checkpoint (var valuation_checkpoint_interval: 3)
-    and give, after each of several batches in a row, exactly the entries a full refresh gives (as text:
+    """Incremental builds resume each touched SKU from a checkpoint (RESUME_VARS) and give, after each of several batches in a row, exactly the entries a full refresh gives (as text:
     values and numeric scales), and the reference's values. Batches: generated histories' later parts
     (after and back-dated), and hand-made ones (tests/valuation/resume_scenarios.py): all after the history,
     back-dated into the middle, returns referencing a sale / receipt far before the checkpoint, transfers

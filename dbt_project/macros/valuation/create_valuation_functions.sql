@@ -202,7 +202,8 @@ row('open_layer'::text, v_recv, null::integer,
 
 {#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
     valued in each of its groups is the one a return of that group references; a sale's unit costs are
-    kept for customer returns. -#}
+    kept for customer returns. Or it is a return (which always has a group): the first of its group is
+    remembered for the checkpoints. -#}
 {% macro _register_candidate(fifo_unit, avco_unit) -%}
 if v_type = 'sale' or v_type = 'receipt' then
                     if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
@@ -219,6 +220,9 @@ if v_type = 'sale' or v_type = 'receipt' then
                         first_in_source_group[p_match_source_group[i]] := i;
                     end if;
                     if v_type = 'sale' then sale_fifo[i] := {{ fifo_unit }}; sale_avco[i] := {{ avco_unit }}; end if;
+                elsif first_return[p_match_group[i]] is null then
+                    -- a return: checkpoints from here on wait for its group's later candidates
+                    first_return[p_match_group[i]] := i;
                 end if;
 {%- endmacro %}
 
@@ -318,52 +322,71 @@ n_cp := n_cp + 1;
                 -- its order key may be its pair's: not a position the model can resume after
                 cp_state[n_cp] := null;
             else
-                v_min_layer := coalesce((select min(h) from unnest(layer_head) as h where h > 0), n_layers + 1);
-                v_min_backlog := coalesce((select min(h) from unnest(backlog_head) as h where h > 0), n_backlog + 1);
-                v_min_piece := coalesce((select min(h) from unnest(pool_head) as h where h > 0), n_pieces + 1);
-                cp_state[n_cp] := jsonb_build_object(
-                    'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
-                    'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
-                    'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
-                    'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
-                    'layers', (
-                        select coalesce(jsonb_agg(jsonb_build_array(
-                            k, array_position(v_locs, p_location[ly_recv[k]]), ly_qty[k], ly_cost[k], ly_src[k], ly_recv[k]
-                        ) order by k), '[]')
-                        from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
+                cp_state[n_cp] := (
+                    with live_layers as materialized (
+                        select k, ly_qty[k] as qty, ly_cost[k] as cost, ly_src[k] as src, ly_recv[k] as recv
+                        from generate_series(
+                            coalesce((select min(h) from unnest(layer_head) as h where h > 0), n_layers + 1), n_layers
+                        ) as k
+                        where ly_qty[k] > 0
                     ),
-                    'backlog', (
-                        select coalesce(jsonb_agg(jsonb_build_array(
-                            array_position(v_locs, p_location[bk_issue[k]]), bk_qty[k], bk_cost[k], bk_issue[k]
-                        ) order by k), '[]')
-                        from generate_series(v_min_backlog, n_backlog) as k where bk_qty[k] > 0
+                    live_backlog as materialized (
+                        select k, bk_qty[k] as qty, bk_cost[k] as cost, bk_issue[k] as issue
+                        from generate_series(
+                            coalesce((select min(h) from unnest(backlog_head) as h where h > 0), n_backlog + 1), n_backlog
+                        ) as k
+                        where bk_qty[k] > 0
                     ),
-                    'pools', (
-                        select coalesce(jsonb_agg(jsonb_build_array(pool_ref[k], pool_avco_qty[k], pool_avco_val[k]) order by k), '[]')
+                    live_pieces as materialized (
+                        select k, pool_ref[tp_key[k]] as ref, tp_qty[k] as qty, tp_cost[k] as cost, tp_src[k] as src
+                        from generate_series(
+                            coalesce((select min(h) from unnest(pool_head) as h where h > 0), n_pieces + 1), n_pieces
+                        ) as k
+                        where tp_qty[k] > 0
+                    ),
+                    live_pools as materialized (
+                        select k, pool_ref[k] as ref, pool_avco_qty[k] as qty, pool_avco_val[k] as val
                         from generate_subscripts(pool_ref, 1) as k
                         where pool_ref[k] is not null
                             and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
-                    ),
-                    'pool_refs', (
-                        select coalesce(jsonb_agg(pool_ref[k] order by k), '[]')
-                        from generate_subscripts(pool_ref, 1) as k
-                        where pool_ref[k] is not null
-                            and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
-                    ),
-                    'pieces', (
-                        select coalesce(jsonb_agg(jsonb_build_array(pool_ref[tp_key[k]], tp_qty[k], tp_cost[k], tp_src[k]) order by k), '[]')
-                        from generate_series(v_min_piece, n_pieces) as k where tp_qty[k] > 0
-                    ),
-                    'refs', (
-                        select coalesce(jsonb_agg(jsonb_build_array(
-                            r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r], p_movement_type[r], p_location[r]
-                        ) order by r), '[]')
-                        from (
-                            select ly_src[k] as r from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
-                            union select ly_recv[k] from generate_series(v_min_layer, n_layers) as k where ly_qty[k] > 0
-                            union select bk_issue[k] from generate_series(v_min_backlog, n_backlog) as k where bk_qty[k] > 0
-                            union select tp_src[k] from generate_series(v_min_piece, n_pieces) as k where tp_qty[k] > 0
-                        ) as referenced
+                    )
+                    select jsonb_build_object(
+                        'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
+                        'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
+                        'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
+                        'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
+                        'layers', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                k, array_position(v_locs, p_location[recv]), qty, cost, src, recv
+                            ) order by k), '[]')
+                            from live_layers
+                        ),
+                        'backlog', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                array_position(v_locs, p_location[issue]), qty, cost, issue
+                            ) order by k), '[]')
+                            from live_backlog
+                        ),
+                        'pools', (
+                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, val) order by k), '[]') from live_pools
+                        ),
+                        'pool_refs', (select coalesce(jsonb_agg(ref order by k), '[]') from live_pools),
+                        'pieces', (
+                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, cost, src) order by k), '[]')
+                            from live_pieces
+                        ),
+                        'refs', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r],
+                                p_movement_type[r], p_location[r]
+                            ) order by r), '[]')
+                            from (
+                                select src as r from live_layers
+                                union select recv from live_layers
+                                union select issue from live_backlog
+                                union select src from live_pieces
+                            ) as referenced
+                        )
                     )
                 );
             end if;
@@ -405,8 +428,9 @@ drop function if exists {{ schema }}.valuation_post_sku(
 --                         pool (else null).
 -- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
 --   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
---                         them and emits a `state` entry (checkpoint) every p_checkpoint_interval
---                         positions and at the end;
+--                         them and emits a `state` entry (checkpoint) at the end and at every
+--                         p_checkpoint_interval-th position among the last p_checkpoints × that many
+--                         (earlier ones would never be resumed from: the model looks no further back);
 --   p_reference           for a transfer with a pool, its reference (pools are saved by reference);
 --   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
 --                         checkpoint saved after p_first - 1; the arrays are null there;
@@ -432,7 +456,8 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_ref_avco numeric[],
     p_first integer,
     p_state jsonb,
-    p_checkpoint_interval integer
+    p_checkpoint_interval integer,
+    p_checkpoints integer
 )
 returns setof record
 language plpgsql immutable parallel safe
@@ -535,12 +560,11 @@ declare
     cp_fp text[] := '{}';
     cp_state jsonb[] := '{}';
     v_k integer;
-    v_min_layer integer;
-    v_min_backlog integer;
-    v_min_piece integer;
     v_keys jsonb;
     v_max_key integer;
     v_rec record;
+    v_seg_start integer;
+    v_seg_end integer;
 begin
     if p_row_hash is not null then
         -- the reference of each pool, to save pools by reference
@@ -611,237 +635,249 @@ begin
         v_key := null;
     end if;
 
-    for i in coalesce(p_first, 1) .. n_rows loop
-        -- the identifying values of the movement, read once for all its entries
-        v_movement_id := p_movement_id[i];
-        v_source_name := p_source_name[i];
-        v_event_id := p_event_id[i];
-        v_occurred_at := p_occurred_at[i];
-        v_type := p_movement_type[i];
-        v_location := p_location[i];
-        li := array_position(v_locs, v_location);
-        if li is null then
-            v_locs := v_locs || v_location;
-            li := cardinality(v_locs);
-            loc_qty[li] := 0; fifo_val[li] := 0; last_cost[li] := 0;
-            layer_head[li] := 0; layer_tail[li] := 0; backlog_head[li] := 0; backlog_tail[li] := 0;
-            avco_val[li] := 0; avco_avg[li] := 0;
+    -- The movements in segments that end where a checkpoint may be taken (one segment, all of them,
+    -- without checkpoints): no per-movement test for it.
+    v_seg_start := coalesce(p_first, 1);
+    while v_seg_start <= n_rows loop
+        v_seg_end := n_rows;
+        if p_row_hash is not null then
+            -- the next multiple of the interval among the last p_checkpoints of them, else the end
+            v_k := greatest(v_seg_start, n_rows - p_checkpoints * p_checkpoint_interval + 1);
+            v_k := ((v_k + p_checkpoint_interval - 1) / p_checkpoint_interval) * p_checkpoint_interval;
+            if v_k < n_rows then v_seg_end := v_k; end if;
         end if;
-        -- a count is valued as the adjustment (counted − book quantity then)
-        v_delta := case when v_type = 'physical_count' then p_quantity[i] - loc_qty[li] else p_quantity[i] end;
+        for i in v_seg_start .. v_seg_end loop
+            -- the identifying values of the movement, read once for all its entries
+            v_movement_id := p_movement_id[i];
+            v_source_name := p_source_name[i];
+            v_event_id := p_event_id[i];
+            v_occurred_at := p_occurred_at[i];
+            v_type := p_movement_type[i];
+            v_location := p_location[i];
+            li := array_position(v_locs, v_location);
+            if li is null then
+                v_locs := v_locs || v_location;
+                li := cardinality(v_locs);
+                loc_qty[li] := 0; fifo_val[li] := 0; last_cost[li] := 0;
+                layer_head[li] := 0; layer_tail[li] := 0; backlog_head[li] := 0; backlog_tail[li] := 0;
+                avco_val[li] := 0; avco_avg[li] := 0;
+            end if;
+            -- a count is valued as the adjustment (counted − book quantity then)
+            v_delta := case when v_type = 'physical_count' then p_quantity[i] - loc_qty[li] else p_quantity[i] end;
 
-        if v_delta < 0 then
-            ------------------------------------------------------------------ issue
-            v_q := -v_delta;
-            -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
-            v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
-            if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
-                -- FIFO, the common case: the oldest layer covers the issue (what the general path below
-                -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
-                f_unit := ly_cost[layer_head[li]];
-                v_total := v_q * f_unit;
-                ly_qty[layer_head[li]] := ly_qty[layer_head[li]] - v_q;
-                return next {{ _cost_line_entry("1", "'fifo'", "'layer'", "i", "ly_src[layer_head[li]]", "v_q", "f_unit", "v_total") }};
-            else
-                v_node := layer_head[li];
-                -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
-                v_left := v_q;
-                v_total := 0;
-                v_first_cost := null;
-                v_mixed := false;
-                v_line := 0;
-                v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
-                if v_ref is not null then
-                    v_prev := 0;
-                    while v_node > 0 and v_left > 0 loop
-                        v_next := ly_next[v_node];
-                        if ly_src[v_node] = v_ref then
-                            {{ _take_from_layer() }}
-                        end if;
-                        if ly_qty[v_node] = 0 then
-                            if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
-                            if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
-                        else
-                            v_prev := v_node;
-                        end if;
-                        v_node := v_next;
-                    end loop;
+            if v_delta < 0 then
+                ------------------------------------------------------------------ issue
+                v_q := -v_delta;
+                -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
+                v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
+                if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
+                    -- FIFO, the common case: the oldest layer covers the issue (what the general path below
+                    -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
+                    f_unit := ly_cost[layer_head[li]];
+                    v_total := v_q * f_unit;
+                    ly_qty[layer_head[li]] := ly_qty[layer_head[li]] - v_q;
+                    return next {{ _cost_line_entry("1", "'fifo'", "'layer'", "i", "ly_src[layer_head[li]]", "v_q", "f_unit", "v_total") }};
+                else
                     v_node := layer_head[li];
-                end if;
-                while v_node > 0 and v_left > 0 loop
-                    {{ _take_from_layer() }}
-                    if ly_qty[v_node] = 0 then
-                        v_node := ly_next[v_node];
-                        layer_head[li] := v_node;
-                        if v_node = 0 then layer_tail[li] := 0; end if;
+                    -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
+                    v_left := v_q;
+                    v_total := 0;
+                    v_first_cost := null;
+                    v_mixed := false;
+                    v_line := 0;
+                    v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
+                    if v_ref is not null then
+                        v_prev := 0;
+                        while v_node > 0 and v_left > 0 loop
+                            v_next := ly_next[v_node];
+                            if ly_src[v_node] = v_ref then
+                                {{ _take_from_layer() }}
+                            end if;
+                            if ly_qty[v_node] = 0 then
+                                if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
+                                if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
+                            else
+                                v_prev := v_node;
+                            end if;
+                            v_node := v_next;
+                        end loop;
+                        v_node := layer_head[li];
                     end if;
-                end loop;
-                if v_left > 0 then
-                    -- beyond the layers: provisional at the last known unit cost, remembered for settling
-                    v_cost := last_cost[li];
-                    v_amount := v_left * v_cost;
-                    v_total := v_total + v_amount;
-                    if v_first_cost is null then v_first_cost := v_cost;
-                    elsif v_cost <> v_first_cost then v_mixed := true; end if;
-                    n_backlog := n_backlog + 1;
-                    bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
-                    bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
-                    if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
-                    else bk_next[backlog_tail[li]] := n_backlog; end if;
-                    backlog_tail[li] := n_backlog;
-                    v_line := v_line + 1;
-                    return next {{ _cost_line_entry("v_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount") }};
-                    if v_key is not null then
-                        {{ _push_pool_piece("v_left", "v_cost", "i") }}
-                    end if;
-                end if;
-                f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
-            end if;
-            fifo_val[li] := fifo_val[li] - v_total;
-
-            -- AVCO: at the average, which stays; the issue that reaches zero takes the whole value
-            v_amount := case when loc_qty[li] - v_q = 0 then avco_val[li] else v_q * avco_avg[li] end;
-            avco_val[li] := avco_val[li] - v_amount;
-            if v_key is not null then
-                pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) + v_q;
-                pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) + v_amount;
-                tr_qty := tr_qty + v_q;
-                tr_fifo := tr_fifo + v_total;
-                tr_avco := tr_avco + v_amount;
-            end if;
-            return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
-
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("f_unit", "avco_avg[li]") }}
-            end if;
-            return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
-                                           "avco_avg[li]", "-v_amount", "0::numeric") }};
-
-        elsif v_delta > 0 then
-            ------------------------------------------------------------------ inbound
-            v_q := v_delta;
-            if v_type = 'transfer_in' then
-                -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
-                v_key := p_transfer_key[i];
-                n_in := 0;
-                v_left := v_q;
-                if v_key is not null then
-                    v_node := coalesce(pool_head[v_key], 0);
-                    while v_left > 0 and v_node > 0 loop
-                        v_take := least(v_left, tp_qty[v_node]);
-                        n_in := n_in + 1;
-                        in_qty[n_in] := v_take; in_cost[n_in] := tp_cost[v_node]; in_src[n_in] := tp_src[v_node];
-                        tp_qty[v_node] := tp_qty[v_node] - v_take;
-                        v_left := v_left - v_take;
-                        tr_fifo := tr_fifo - v_take * tp_cost[v_node];
-                        if tp_qty[v_node] = 0 then
-                            v_node := tp_next[v_node];
-                            pool_head[v_key] := v_node;
-                            if v_node = 0 then pool_tail[v_key] := 0; end if;
+                    while v_node > 0 and v_left > 0 loop
+                        {{ _take_from_layer() }}
+                        if ly_qty[v_node] = 0 then
+                            v_node := ly_next[v_node];
+                            layer_head[li] := v_node;
+                            if v_node = 0 then layer_tail[li] := 0; end if;
                         end if;
                     end loop;
+                    if v_left > 0 then
+                        -- beyond the layers: provisional at the last known unit cost, remembered for settling
+                        v_cost := last_cost[li];
+                        v_amount := v_left * v_cost;
+                        v_total := v_total + v_amount;
+                        if v_first_cost is null then v_first_cost := v_cost;
+                        elsif v_cost <> v_first_cost then v_mixed := true; end if;
+                        n_backlog := n_backlog + 1;
+                        bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
+                        bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
+                        if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
+                        else bk_next[backlog_tail[li]] := n_backlog; end if;
+                        backlog_tail[li] := n_backlog;
+                        v_line := v_line + 1;
+                        return next {{ _cost_line_entry("v_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount") }};
+                        if v_key is not null then
+                            {{ _push_pool_piece("v_left", "v_cost", "i") }}
+                        end if;
+                    end if;
+                    f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
                 end if;
-                if v_left > 0 then
-                    n_in := n_in + 1;
-                    in_qty[n_in] := v_left; in_cost[n_in] := last_cost[li]; in_src[n_in] := i;
-                end if;
-                -- AVCO: the pool's value for what it holds, the receiver's average beyond
-                v_taken := case when v_key is not null then least(v_q, coalesce(pool_avco_qty[v_key], 0)) else 0 end;
-                if v_taken = 0 then
-                    v_taken_val := 0;
-                elsif v_taken = pool_avco_qty[v_key] then
-                    v_taken_val := pool_avco_val[v_key];
-                else
-                    v_taken_val := v_taken * {{ schema }}.valuation_divide(pool_avco_val[v_key], pool_avco_qty[v_key]);
-                end if;
+                fifo_val[li] := fifo_val[li] - v_total;
+
+                -- AVCO: at the average, which stays; the issue that reaches zero takes the whole value
+                v_amount := case when loc_qty[li] - v_q = 0 then avco_val[li] else v_q * avco_avg[li] end;
+                avco_val[li] := avco_val[li] - v_amount;
                 if v_key is not null then
-                    pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) - v_taken;
-                    pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) - v_taken_val;
+                    pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) + v_q;
+                    pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) + v_amount;
+                    tr_qty := tr_qty + v_q;
+                    tr_fifo := tr_fifo + v_total;
+                    tr_avco := tr_avco + v_amount;
                 end if;
-                tr_qty := tr_qty - v_taken;
-                tr_avco := tr_avco - v_taken_val;
-                v_avco_cost := v_taken_val + (v_q - v_taken) * avco_avg[li];
-                v_avco_unit := case when v_taken > 0 then {{ schema }}.valuation_divide(v_avco_cost, v_q) else avco_avg[li] end;
-                {{ _receive_pieces() }}
-            else
-                -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
-                -- valued), anything else at its own cost; the fallback is the last cost / the average
-                if v_type = 'customer_return' and p_ref_position[i] is not null then
-                    -- its sale was valued before p_first: the model brings the costs it left at
-                    v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
-                    v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);
-                elsif v_type = 'customer_return' then
-                    v_ref := {{ _referenced() }};
-                    v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
-                    v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
-                else
-                    v_cost := coalesce(p_unit_cost[i], last_cost[li]);
-                    v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
+
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("f_unit", "avco_avg[li]") }}
                 end if;
-                v_avco_cost := v_q * v_avco_unit;
-                if backlog_head[li] = 0 then
-                    -- FIFO, the common case: no negative stock to settle, the piece becomes a layer
-                    v_total := v_q * v_cost;
-                    v_reval := 0;
-                    f_unit := v_cost;
-                    {{ _push_layer("v_q", "v_cost", "i") }}
-                    last_cost[li] := v_cost;
-                else
-                    n_in := 1; in_qty[1] := v_q; in_cost[1] := v_cost; in_src[1] := i;
+                return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
+                                               "avco_avg[li]", "-v_amount", "0::numeric") }};
+
+            elsif v_delta > 0 then
+                ------------------------------------------------------------------ inbound
+                v_q := v_delta;
+                if v_type = 'transfer_in' then
+                    -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
+                    v_key := p_transfer_key[i];
+                    n_in := 0;
+                    v_left := v_q;
+                    if v_key is not null then
+                        v_node := coalesce(pool_head[v_key], 0);
+                        while v_left > 0 and v_node > 0 loop
+                            v_take := least(v_left, tp_qty[v_node]);
+                            n_in := n_in + 1;
+                            in_qty[n_in] := v_take; in_cost[n_in] := tp_cost[v_node]; in_src[n_in] := tp_src[v_node];
+                            tp_qty[v_node] := tp_qty[v_node] - v_take;
+                            v_left := v_left - v_take;
+                            tr_fifo := tr_fifo - v_take * tp_cost[v_node];
+                            if tp_qty[v_node] = 0 then
+                                v_node := tp_next[v_node];
+                                pool_head[v_key] := v_node;
+                                if v_node = 0 then pool_tail[v_key] := 0; end if;
+                            end if;
+                        end loop;
+                    end if;
+                    if v_left > 0 then
+                        n_in := n_in + 1;
+                        in_qty[n_in] := v_left; in_cost[n_in] := last_cost[li]; in_src[n_in] := i;
+                    end if;
+                    -- AVCO: the pool's value for what it holds, the receiver's average beyond
+                    v_taken := case when v_key is not null then least(v_q, coalesce(pool_avco_qty[v_key], 0)) else 0 end;
+                    if v_taken = 0 then
+                        v_taken_val := 0;
+                    elsif v_taken = pool_avco_qty[v_key] then
+                        v_taken_val := pool_avco_val[v_key];
+                    else
+                        v_taken_val := v_taken * {{ schema }}.valuation_divide(pool_avco_val[v_key], pool_avco_qty[v_key]);
+                    end if;
+                    if v_key is not null then
+                        pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) - v_taken;
+                        pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) - v_taken_val;
+                    end if;
+                    tr_qty := tr_qty - v_taken;
+                    tr_avco := tr_avco - v_taken_val;
+                    v_avco_cost := v_taken_val + (v_q - v_taken) * avco_avg[li];
+                    v_avco_unit := case when v_taken > 0 then {{ schema }}.valuation_divide(v_avco_cost, v_q) else avco_avg[li] end;
                     {{ _receive_pieces() }}
+                else
+                    -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
+                    -- valued), anything else at its own cost; the fallback is the last cost / the average
+                    if v_type = 'customer_return' and p_ref_position[i] is not null then
+                        -- its sale was valued before p_first: the model brings the costs it left at
+                        v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
+                        v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);
+                    elsif v_type = 'customer_return' then
+                        v_ref := {{ _referenced() }};
+                        v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
+                        v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
+                    else
+                        v_cost := coalesce(p_unit_cost[i], last_cost[li]);
+                        v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                    end if;
+                    v_avco_cost := v_q * v_avco_unit;
+                    if backlog_head[li] = 0 then
+                        -- FIFO, the common case: no negative stock to settle, the piece becomes a layer
+                        v_total := v_q * v_cost;
+                        v_reval := 0;
+                        f_unit := v_cost;
+                        {{ _push_layer("v_q", "v_cost", "i") }}
+                        last_cost[li] := v_cost;
+                    else
+                        n_in := 1; in_qty[1] := v_q; in_cost[1] := v_cost; in_src[1] := i;
+                        {{ _receive_pieces() }}
+                    end if;
                 end if;
-            end if;
 
-            f_change := v_total - v_reval;
-            fifo_val[li] := fifo_val[li] + f_change;
+                f_change := v_total - v_reval;
+                fifo_val[li] := fifo_val[li] + f_change;
 
-            -- AVCO: weighted average; at or below zero the average becomes the inbound cost (rule 11)
-            -- (loc_qty and avco_val still hold the position before the movement)
-            if loc_qty[li] > 0 then
-                v_new_val := avco_val[li] + v_avco_cost;
-                avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, loc_qty[li] + v_q);
+                -- AVCO: weighted average; at or below zero the average becomes the inbound cost (rule 11)
+                -- (loc_qty and avco_val still hold the position before the movement)
+                if loc_qty[li] > 0 then
+                    v_new_val := avco_val[li] + v_avco_cost;
+                    avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, loc_qty[li] + v_q);
+                else
+                    avco_avg[li] := v_avco_unit;
+                    v_new_val := (loc_qty[li] + v_q) * v_avco_unit;
+                end if;
+                a_change := v_new_val - avco_val[li];
+                avco_val[li] := v_new_val;
+                a_reval := v_avco_cost - a_change;
+                if loc_qty[li] < 0 or a_reval <> 0 then
+                    return next {{ _cost_line_entry("1", "'avco'", "'revaluation'", "i", "i", "greatest(-loc_qty[li], 0)",
+                                                    "v_avco_unit", "a_reval") }};
+                end if;
+
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("f_unit", "v_avco_unit") }}
+                end if;
+                return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
+                                               "v_avco_unit", "a_change", "a_reval") }};
+
             else
-                avco_avg[li] := v_avco_unit;
-                v_new_val := (loc_qty[li] + v_q) * v_avco_unit;
+                ------------------------------------------------------------------ nothing moves
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("null", "null") }}
+                end if;
+                return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
+                                               "null::numeric", "0::numeric", "0::numeric") }};
             end if;
-            a_change := v_new_val - avco_val[li];
-            avco_val[li] := v_new_val;
-            a_reval := v_avco_cost - a_change;
-            if loc_qty[li] < 0 or a_reval <> 0 then
-                return next {{ _cost_line_entry("1", "'avco'", "'revaluation'", "i", "i", "greatest(-loc_qty[li], 0)",
-                                                "v_avco_unit", "a_reval") }};
-            end if;
-
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("f_unit", "v_avco_unit") }}
-            end if;
-            return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
-                                           "v_avco_unit", "a_change", "a_reval") }};
-
-        else
-            ------------------------------------------------------------------ nothing moves
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("null", "null") }}
-            end if;
-            return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
-                                           "null::numeric", "0::numeric", "0::numeric") }};
-        end if;
+        end loop;
 
         if p_row_hash is not null then
-            ------------------------------------------------------------------ checkpoints
-            v_fp_count := v_fp_count + 1;
-            v_fp_sum := v_fp_sum + p_row_hash[i];
-            if p_match_group[i] is not null and (v_type = 'customer_return' or v_type = 'vendor_return')
-                and first_return[p_match_group[i]] is null then
-                first_return[p_match_group[i]] := i;
-            end if;
-            if i = n_rows or (i % p_checkpoint_interval = 0 and v_type <> 'transfer_in') then
+            ------------------------------------------------------------------ checkpoint after v_seg_end
+            i := v_seg_end;
+            v_type := p_movement_type[i];
+            select v_fp_count + count(*), v_fp_sum + coalesce(sum(h), 0)
+                into v_fp_count, v_fp_sum
+                from unnest(p_row_hash[v_seg_start:v_seg_end]) as h;
+            if i = n_rows or v_type <> 'transfer_in' then
                 {{ _capture_checkpoint() }}
             end if;
         end if;
+        v_seg_start := v_seg_end + 1;
     end loop;
 
     -- the FIFO layers still open, per location in consumption order

@@ -12,8 +12,8 @@
 -- this is computed): a SKU whose ledger rows changed since the last build (new or late events,
 -- re-mapped or re-converted rows, a winning duplicate replaced, rows removed) is re-valued from a
 -- checkpoint, not from its start. Rules (macros/valuation: the engine and the strategy that writes):
---   * Checkpoints. The engine emits `state` entries: after every `valuation_checkpoint_interval`-th
---     position and after the last one. Each holds the fingerprint (count and hash sum of the ledger
+--   * Checkpoints. The engine emits `state` entries: after the last position, and after every
+--     `valuation_checkpoint_interval`-th (N) among the last `valuation_checkpoints` × N (K × N). Each holds the fingerprint (count and hash sum of the ledger
 --     rows valued up to it, `sku_fingerprint`) and everything the pass carries (`engine_state`): per
 --     location quantity, FIFO value, last cost, AVCO value and average, open layers (with their
 --     source and receiving movements), negative-stock pieces, in-transit pools by reference, the
@@ -22,8 +22,9 @@
 --     return and a later sale / receipt of its group (the return's match depends on that candidate).
 --   * Touched SKU: its fingerprint now differs from its last `state` entry's. Untouched SKUs keep
 --     their rows.
---   * Resume point: of the SKU's last `valuation_checkpoints_considered` resumable checkpoints, the
---     latest after which at least one ledger row now comes (valuation order, with a moved transfer_in
+--   * Resume point: of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
+--     that many builds leave near the end never crowd out the periodic ones: the window is positions,
+--     not a count; an event back-dated further re-values the SKU whole), the latest after which at least one ledger row now comes (valuation order, with a moved transfer_in
 --     at its pair's place) and for which (a) the rows now at or before it have exactly its
 --     fingerprint (so nothing at or before it changed, was removed, or moved out), (b) no row after
 --     it is a sale / receipt that a return at or before it references (that return's match could
@@ -35,13 +36,18 @@
 --     position on (movement, cost_line, state) and all its open_layer entries are replaced. SKUs that
 --     left the ledger are deleted (post-hook).
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
+-- An incremental build runs with enable_nestloop off (transaction-local): the planner has no estimates for
+-- the materialized resume CTEs and would pick nested loops over thousands of rows (minutes, not seconds).
 -- depends_on: {{ ref('int_valuation_functions_created') }}
 {{
     config(
         materialized=('incremental' if var('valuation_incremental', false) else 'table'),
         incremental_strategy='valuation_resume',
         on_schema_change='append_new_columns',
-        pre_hook="{{ create_valuation_functions() }}",
+        pre_hook=[
+            "{{ create_valuation_functions() }}",
+            "{% if is_incremental() %}set local enable_nestloop = off{% endif %}",
+        ],
         post_hook=(
             ["{% if is_incremental() %}delete from {{ this }} as t where not exists (select 1 from {{ ref('int_movements_unified') }} as u where u.sku = t.sku){% endif %}"]
             if var('valuation_incremental', false) else []
@@ -51,7 +57,7 @@
 
 {%- set checkpointing = var('valuation_incremental', false) -%}
 {%- set checkpoint_interval = var('valuation_checkpoint_interval', 64) | int -%}
-{%- set checkpoints_considered = var('valuation_checkpoints_considered', 4) | int -%}
+{%- set checkpoints = var('valuation_checkpoints', 4) | int -%}
 
 {#- What the valuation of a ledger row depends on, hashed; count and sum of these (exact: sum(bigint)
     is numeric) fingerprint a set of rows. -#}
@@ -80,16 +86,25 @@ with ledger as (
 stored_checkpoints as materialized (
     select
         sku, valuation_sequence, occurred_at, event_id, source_name, sku_fingerprint, engine_state,
-        row_number() over (partition by sku order by valuation_sequence desc) as recency
+        row_number() over (partition by sku order by valuation_sequence desc) as recency,
+        max(valuation_sequence) over (partition by sku) as last_sequence
     from {{ this }}
     where entry_kind = 'state'
+),
+
+-- Every ledger row, with only what the valuation reads, and its hash: read once.
+hashed as materialized (
+    select
+        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
+        unit_cost_base, reference, {{ row_hash }} as row_hash
+    from ledger
 ),
 
 touched as materialized (
     select fingerprints.*
     from (
-        select sku, count(*) as row_count, sum({{ row_hash }}) as hash_sum
-        from ledger
+        select sku, count(*) as row_count, sum(row_hash) as hash_sum
+        from hashed
         group by sku
     ) as fingerprints
     left join stored_checkpoints as last_state on last_state.sku = fingerprints.sku and last_state.recency = 1
@@ -97,9 +112,9 @@ touched as materialized (
 ),
 
 touched_rows as materialized (
-    select ledger.*, {{ row_hash }} as row_hash
-    from ledger
-    where ledger.sku in (select touched.sku from touched)
+    select hashed.*
+    from hashed
+    where hashed.sku in (select touched.sku from touched)
 ),
 
 -- Transfers are paired over the touched SKUs' whole history (a pair may straddle the checkpoint).
@@ -148,13 +163,13 @@ transfers as {% if is_incremental() %}materialized {% endif %}(
 ),
 
 {% if is_incremental() %}
--- The checkpoints a touched SKU may resume from: its latest resumable ones.
+-- The checkpoints a touched SKU may resume from: the resumable ones among its last K × N positions.
 considered as materialized (
     select stored_checkpoints.*
     from stored_checkpoints
     inner join touched on touched.sku = stored_checkpoints.sku
     where stored_checkpoints.engine_state is not null
-        and stored_checkpoints.recency <= {{ checkpoints_considered + 1 }}
+        and stored_checkpoints.valuation_sequence >= stored_checkpoints.last_sequence - {{ checkpoints * checkpoint_interval }}
 ),
 
 -- The touched rows that may come after one of them, with their valuation-order key: the rows after the
@@ -188,7 +203,7 @@ near_end as materialized (
 
 -- Per considered checkpoint: the rows now after it (count, hash sum) and whether one of them is a
 -- transfer whose pool lies before the checkpoint but is not in its state (rule (c)).
-after_checkpoint as (
+after_checkpoint as materialized (
     select
         considered.sku,
         considered.valuation_sequence,
@@ -206,50 +221,65 @@ after_checkpoint as (
 ),
 
 -- Rule (b): a sale / receipt after the checkpoint that a return at or before it references.
-candidate_after_return as (
+candidate_after_return as materialized (
     select distinct considered.sku, considered.valuation_sequence
-    from considered
-    inner join near_end
-        on near_end.sku = considered.sku
-        and near_end.movement_type in ('sale', 'receipt')
-        and {{ valuation_after_checkpoint('near_end', 'considered') }}
-    inner join touched_rows as returns
-        on returns.sku = near_end.sku
-        and returns.reference = near_end.event_id
-        and returns.movement_type = case when near_end.movement_type = 'sale' then 'customer_return' else 'vendor_return' end
+    from (
+        select
+            sku, event_id, order_at, order_event_id, order_source_name, is_moved_after_pair,
+            case when movement_type = 'sale' then 'customer_return' else 'vendor_return' end as return_type
+        from near_end
+        where movement_type in ('sale', 'receipt')
+    ) as candidates
+    inner join considered
+        on considered.sku = candidates.sku
+        and {{ valuation_after_checkpoint('candidates', 'considered') }}
+    inner join (
+        select sku, reference, movement_type, occurred_at, event_id, source_name
+        from touched_rows
+        where movement_type in ('customer_return', 'vendor_return') and reference is not null
+    ) as returns
+        on returns.sku = candidates.sku
+        and returns.reference = candidates.event_id
+        and returns.movement_type = candidates.return_type
         and (returns.occurred_at, returns.event_id collate "C", returns.source_name collate "C")
             <= (considered.occurred_at, considered.event_id collate "C", considered.source_name collate "C")
 ),
 
 -- Where each touched SKU resumes: after the latest checkpoint that passes (a) to (c), else from the start.
+resumable as (
+    select distinct on (considered.sku)
+        considered.sku,
+        considered.valuation_sequence,
+        considered.occurred_at,
+        considered.event_id,
+        considered.source_name,
+        considered.engine_state
+    from considered
+    inner join touched on touched.sku = considered.sku
+    inner join after_checkpoint
+        on after_checkpoint.sku = considered.sku
+        and after_checkpoint.valuation_sequence = considered.valuation_sequence
+    left join candidate_after_return
+        on candidate_after_return.sku = considered.sku
+        and candidate_after_return.valuation_sequence = considered.valuation_sequence
+    where not after_checkpoint.pool_missing
+        and candidate_after_return.sku is null
+        and considered.sku_fingerprint
+            = (touched.row_count - after_checkpoint.after_count)::text
+            || ':' || (touched.hash_sum - after_checkpoint.after_sum)::text
+    order by considered.sku, considered.valuation_sequence desc
+),
+
 resume as materialized (
     select
         touched.sku,
-        coalesce(chosen.valuation_sequence, 0) as resume_after,
-        chosen.occurred_at,
-        chosen.event_id,
-        chosen.source_name,
-        chosen.engine_state
+        coalesce(resumable.valuation_sequence, 0) as resume_after,
+        resumable.occurred_at,
+        resumable.event_id,
+        resumable.source_name,
+        resumable.engine_state
     from touched
-    left join lateral (
-        select considered.*
-        from considered
-        inner join after_checkpoint
-            on after_checkpoint.sku = considered.sku
-            and after_checkpoint.valuation_sequence = considered.valuation_sequence
-        where considered.sku = touched.sku
-            and not after_checkpoint.pool_missing
-            and considered.sku_fingerprint
-                = (touched.row_count - after_checkpoint.after_count)::text
-                || ':' || (touched.hash_sum - after_checkpoint.after_sum)::text
-            and not exists (
-                select 1 from candidate_after_return
-                where candidate_after_return.sku = considered.sku
-                    and candidate_after_return.valuation_sequence = considered.valuation_sequence
-            )
-        order by considered.valuation_sequence desc
-        limit 1
-    ) as chosen on true
+    left join resumable on resumable.sku = touched.sku
 ),
 
 -- What is valued: the rows after the resume point (all rows of a SKU re-valued from its start).
@@ -475,7 +505,8 @@ posted as (
         'skus.match_source_groups', 'skus.transfer_keys', 'skus.row_hashes', 'skus.transfer_references',
         'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.resume_after + 1',
         ('resume.engine_state' if is_incremental() else 'null::jsonb'),
-        (checkpoint_interval ~ '' if checkpointing else 'null::integer')]) }} as entries
+        (checkpoint_interval ~ '' if checkpointing else 'null::integer'),
+        (checkpoints ~ '' if checkpointing else 'null::integer')]) }} as entries
 ),
 
 final as (
