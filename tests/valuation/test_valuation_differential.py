@@ -70,8 +70,9 @@ def _can_create_temporary_tables(warehouse) -> bool:
 
 
 def test_incremental_build_equals_full_refresh(warehouse, dbt, load_file_rows):
-    """With var valuation_incremental, a build after a batch of late (back-dated) events re-values only
-    the SKUs it touches, whole history, and gives exactly what a full refresh (and the reference) gives."""
+    """With var valuation_incremental (and the project's checkpoint settings), a build after a batch of
+    late (back-dated) events re-values only the SKUs it touches, each from a checkpoint or its start, and
+    gives exactly what a full refresh (and the reference) gives."""
     if not _can_create_temporary_tables(warehouse):
         pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
     incremental = (*BUILD, "--vars", "{valuation_incremental: true}")
@@ -127,7 +128,7 @@ def _entries_as_text(conn, table: str, prefix: str, columns: list[str]) -> Count
     their scale), as a multiset."""
     compared = ", ".join(c for c in columns if c not in NOT_COMPARED)
     rows = conn.execute(
-        f"select row({compared})::text from {table} where sku like %s and entry_kind <> 'state'", (prefix + "%",)
+        f"select row({compared})::text from {table} where sku like %s and entry_kind <> 'state'", (prefix + "%",)  # noqa: S608 - the test's own table names
     ).fetchall()
     return Counter(r[0] for r in rows)
 
@@ -195,14 +196,14 @@ def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
             columns = _entry_columns(conn)
             conn.execute(f"drop table if exists {saved}")
             conn.execute(
-                f"create table {saved} as select *, xmin::text as written_by from {ENTRIES} where sku like %s",
+                f"create table {saved} as select *, xmin::text as written_by from {ENTRIES} where sku like %s",  # noqa: S608 - the test's own table names
                 (prefix + "%",),
             )
             incremental_entries = _entries_as_text(conn, saved, prefix, columns)
             # SKUs re-valued from a checkpoint: their last state entry was written by this build, and
             # some of their movement entries were kept from before
             resumed = dict(conn.execute(
-                f"select s.sku, min(m.valuation_sequence) filter (where m.written_by = s.written_by)"
+                f"select s.sku, min(m.valuation_sequence) filter (where m.written_by = s.written_by)"  # noqa: S608 - the test's own table names
                 f" from {saved} as s join {saved} as m on m.sku = s.sku and m.entry_kind = 'movement'"
                 f" where s.entry_kind = 'state' and s.valuation_sequence = (select max(valuation_sequence)"
                 f"   from {saved} as e where e.sku = s.sku and e.entry_kind = 'state')"
@@ -228,7 +229,7 @@ def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
         # back to what the incremental build wrote (with its checkpoints) for the next round
         with warehouse.connect("transformer") as conn, conn.transaction():
             kept = ", ".join(columns)
-            conn.execute(f"delete from {ENTRIES} where sku like %s", (prefix + "%",))
-            conn.execute(f"insert into {ENTRIES} ({kept}) select {kept} from {saved}")
+            conn.execute(f"delete from {ENTRIES} where sku like %s", (prefix + "%",))  # noqa: S608 - the test's own table names
+            conn.execute(f"insert into {ENTRIES} ({kept}) select {kept} from {saved}")  # noqa: S608 - the test's own table names
             conn.execute(f"drop table {saved}")
     assert resumed_total >= len(rounds), "the incremental builds hardly ever resumed from a checkpoint"

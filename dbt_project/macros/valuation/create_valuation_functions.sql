@@ -24,6 +24,16 @@
     which PL/pgSQL does in place. The arithmetic is, expression for expression, the same as before those
     changes, so the values AND their numeric scales (compared as text by the dbt unit tests) are
     unchanged, whichever path computes them.
+
+    Resuming (issue 4's incremental goal; rules in int_valuation_entries_posted's header): given row
+    hashes, the pass also emits `state` entries (checkpoints): the fingerprint of the positions valued so
+    far and, as jsonb, everything it carries after them (_capture_checkpoint). Given one of those
+    (p_state) and the position after it (p_first), it restores that state and values only the positions
+    from p_first on, with valuation_sequence, layer_sequence and the lineage positions continuing as a
+    pass from the start would have them: the same statements on the same values in the same order,
+    so the same entries, scales included. The incremental strategy `valuation_resume` below replaces
+    exactly the entries such a pass re-emits. Also here: the order-key comparison and the
+    position-aligned array aggregate the model uses to resume.
 -#}
 
 {% macro valuation_schema() -%}
@@ -306,7 +316,7 @@ v_total := 0;
                 f_unit := case when v_mixed then {{ valuation_schema() }}.valuation_divide(v_total, v_q) else v_first_cost end;
 {%- endmacro %}
 
-{#- Checkpoint after movement i (see "Resuming" above): everything the pass carries, as jsonb. Live
+{#- Checkpoint after movement i (see "Resuming" at the top): everything the pass carries, as jsonb. Live
     FIFO layers, negative-stock pieces and in-transit pieces are the nodes with a quantity left
     (consumed nodes are unlinked when they reach zero, and each location's / pool's list is in node
     order, so restoring them in node order rebuilds the lists exactly); pools that are empty (no

@@ -13,8 +13,9 @@
 -- re-mapped or re-converted rows, a winning duplicate replaced, rows removed) is re-valued from a
 -- checkpoint, not from its start. Rules (macros/valuation: the engine and the strategy that writes):
 --   * Checkpoints. The engine emits `state` entries: after the last position, and after every
---     `valuation_checkpoint_interval`-th (N) among the last `valuation_checkpoints` × N (K × N). Each holds the fingerprint (count and hash sum of the ledger
---     rows valued up to it, `sku_fingerprint`) and everything the pass carries (`engine_state`): per
+--     `valuation_checkpoint_interval`-th (N) among the last `valuation_checkpoints` × N (K × N). Each
+--     holds the fingerprint (count and hash sum of the ledger rows valued up to it, `sku_fingerprint`)
+--     and everything the pass carries (`engine_state`): per
 --     location quantity, FIFO value, last cost, AVCO value and average, open layers (with their
 --     source and receiving movements), negative-stock pieces, in-transit pools by reference, the
 --     in-transit totals, the layer counter and the identifiers of the earlier movements those point
@@ -24,8 +25,9 @@
 --     their rows.
 --   * Resume point: of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
 --     that many builds leave near the end never crowd out the periodic ones: the window is positions,
---     not a count; an event back-dated further re-values the SKU whole), the latest after which at least one ledger row now comes (valuation order, with a moved transfer_in
---     at its pair's place) and for which (a) the rows now at or before it have exactly its
+--     not a count; an event back-dated further re-values the SKU whole), the latest after which at
+--     least one ledger row now comes (valuation order, with a moved transfer_in at its pair's place)
+--     and for which (a) the rows now at or before it have exactly its
 --     fingerprint (so nothing at or before it changed, was removed, or moved out), (b) no row after
 --     it is a sale / receipt that a return at or before it references (that return's match could
 --     change), (c) every transfer after it whose pair transfer_out lies before it finds its pool in
