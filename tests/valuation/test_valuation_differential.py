@@ -8,6 +8,8 @@ The dbt unit tests of the valuation pass run in their own test below.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 
@@ -68,8 +70,9 @@ def _can_create_temporary_tables(warehouse) -> bool:
 
 
 def test_incremental_build_equals_full_refresh(warehouse, dbt, load_file_rows):
-    """With var valuation_incremental, a build after a batch of late (back-dated) events re-values only
-    the SKUs it touches, whole history, and gives exactly what a full refresh (and the reference) gives."""
+    """With var valuation_incremental (and the project's checkpoint settings), a build after a batch of
+    late (back-dated) events re-values only the SKUs it touches, each from a checkpoint or its start, and
+    gives exactly what a full refresh (and the reference) gives."""
     if not _can_create_temporary_tables(warehouse):
         pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
     incremental = (*BUILD, "--vars", "{valuation_incremental: true}")
@@ -100,3 +103,133 @@ def test_dbt_unit_tests(warehouse, dbt):
         "{dbt_unit_tests: true}",
     )
     assert "PASS=4" in result.stdout, result.stdout[-2000:]
+
+
+# A checkpoint every 3 positions among the last 18: the hand-made histories get them throughout, the
+# generated ones (3 to ~60 movements) near their end, so batches meet them in every way, and events
+# back-dated before the first one re-value the SKU whole.
+RESUME_VARS = "{valuation_incremental: true, valuation_checkpoint_interval: 3, valuation_checkpoints: 6}"
+ENTRIES = "intermediate.int_valuation_entries_posted"
+# what a checkpoint holds may differ between an incremental build and a full refresh (checkpoints kept
+# from earlier builds): the valuation's entries may not
+NOT_COMPARED = ("sku_fingerprint", "engine_state")
+
+
+def _entry_columns(conn) -> list[str]:
+    rows = conn.execute(
+        "select column_name from information_schema.columns where table_schema = 'intermediate'"
+        " and table_name = 'int_valuation_entries_posted' order by ordinal_position"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _entries_as_text(conn, table: str, prefix: str, columns: list[str]) -> Counter:
+    """The movement, cost_line and open_layer entries of these SKUs, each row as text (numeric values with
+    their scale), as a multiset."""
+    compared = ", ".join(c for c in columns if c not in NOT_COMPARED)
+    rows = conn.execute(
+        f"select row({compared})::text from {table} where sku like %s and entry_kind <> 'state'", (prefix + "%",)  # noqa: S608 - the test's own table names
+    ).fetchall()
+    return Counter(r[0] for r in rows)
+
+
+def _apply_batch(warehouse, load_file_rows, batches: dict[str, list | dict], prefix: str) -> None:
+    """Land each SKU's batch (sku name -> rows, or a dict that also changes / removes loaded rows)."""
+    rows = []
+    for sku, batch in batches.items():
+        if isinstance(batch, dict):
+            with warehouse.admin_connect(autocommit=True) as conn:
+                for eid, qty in batch.get("update", {}).items():
+                    changed = conn.execute(
+                        "update raw.file_movements set quantity = %s where sku = %s and event_id = %s",
+                        (qty, sku, f"{sku}/{eid}"),
+                    ).rowcount
+                    assert changed == 1, (sku, eid)
+                for eid in batch.get("delete", []):
+                    removed = conn.execute(
+                        "delete from raw.file_movements where sku = %s and event_id = %s", (sku, f"{sku}/{eid}")
+                    ).rowcount
+                    assert removed == 1, (sku, eid)
+            batch = batch.get("rows", [])
+        rows.extend({**r, "sku": sku, "event_id": f"{sku}/{r['event_id']}",
+                     "reference": r["reference"] and f"{sku}/{r['reference']}"} for r in batch)
+    if rows:
+        load_file_rows("movements", rows)
+
+
+def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
+    """Incremental builds resume each touched SKU from a checkpoint (RESUME_VARS) and give, after each of several batches in a row, exactly the entries a full refresh gives (as text:
+    values and numeric scales), and the reference's values. Batches: generated histories' later parts
+    (after and back-dated), and hand-made ones (tests/valuation/resume_scenarios.py): all after the history,
+    back-dated into the middle, returns referencing a sale / receipt far before the checkpoint, transfers
+    whose pair straddles it, negative stock open at it settled later, old rows changed and removed."""
+    from tests.valuation.resume_scenarios import scenarios
+
+    if not _can_create_temporary_tables(warehouse):
+        pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
+    incremental = (*BUILD, "--vars", RESUME_VARS)
+    full_refresh = ("run", "--select", "int_valuation_entries_posted", "--full-refresh", "--vars", RESUME_VARS)
+
+    generated = _collect(30)
+    made = scenarios()
+    names = list(made)
+    cuts = [(len(rows) * 2 // 5, len(rows) * 7 // 10) for rows in generated]
+    early = [rows[:a] for rows, (a, _) in zip(generated, cuts, strict=True)] + [made[n][0] for n in names]
+    skus = load_histories(load_file_rows, early)
+    prefix = skus[0].rsplit("-", 1)[0]
+    generated_skus, made_skus = skus[: len(generated)], dict(zip(names, skus[len(generated):], strict=True))
+    rounds = [
+        {sku: rows[a:b] for sku, rows, (a, b) in zip(generated_skus, generated, cuts, strict=True)},
+        {sku: rows[b:] for sku, rows, (_, b) in zip(generated_skus, generated, cuts, strict=True)},
+        {},
+    ]
+    for k, batches in enumerate(rounds):
+        batches.update({made_skus[n]: made[n][1][k] for n in names})
+
+    dbt(*incremental, "--full-refresh")
+    saved = f"intermediate.resume_test_{prefix.rsplit('-', 1)[1]}"
+    resumed_total = 0
+    for k, batches in enumerate(rounds):
+        _apply_batch(warehouse, load_file_rows, batches, prefix)
+        dbt(*incremental)
+        with warehouse.connect("transformer") as conn, conn.transaction():
+            columns = _entry_columns(conn)
+            conn.execute(f"drop table if exists {saved}")
+            conn.execute(
+                f"create table {saved} as select *, xmin::text as written_by from {ENTRIES} where sku like %s",  # noqa: S608 - the test's own table names
+                (prefix + "%",),
+            )
+            incremental_entries = _entries_as_text(conn, saved, prefix, columns)
+            # SKUs re-valued from a checkpoint: their last state entry was written by this build, and
+            # some of their movement entries were kept from before
+            resumed = dict(conn.execute(
+                f"select s.sku, min(m.valuation_sequence) filter (where m.written_by = s.written_by)"  # noqa: S608 - the test's own table names
+                f" from {saved} as s join {saved} as m on m.sku = s.sku and m.entry_kind = 'movement'"
+                f" where s.entry_kind = 'state' and s.valuation_sequence = (select max(valuation_sequence)"
+                f"   from {saved} as e where e.sku = s.sku and e.entry_kind = 'state')"
+                f" group by s.sku, s.written_by"
+                f" having bool_or(m.written_by <> s.written_by) and bool_or(m.written_by = s.written_by)"
+            ).fetchall())
+        resumed_total += len(resumed)
+        if k == 0:  # everything after the history, one checkpoint before: resumed, not re-valued whole
+            assert made_skus["after_history"] in resumed, resumed
+            assert made_skus["back_dated"] in resumed, resumed
+        dbt(*full_refresh)
+        with warehouse.connect("transformer") as conn:
+            full_entries = _entries_as_text(conn, ENTRIES, prefix, columns)
+            problems = compare(conn, prefix)
+        only_incremental = incremental_entries - full_entries
+        only_full = full_entries - incremental_entries
+        assert not only_incremental and not only_full, (
+            f"round {k + 1}: {sum(only_incremental.values())} entries only in the incremental build, "
+            f"{sum(only_full.values())} only in the full refresh; first ones:\n"
+            + "\n".join(sorted(only_incremental)[:10]) + "\n---\n" + "\n".join(sorted(only_full)[:10])
+        )
+        assert not problems, f"round {k + 1}: " + _report(problems)
+        # back to what the incremental build wrote (with its checkpoints) for the next round
+        with warehouse.connect("transformer") as conn, conn.transaction():
+            kept = ", ".join(columns)
+            conn.execute(f"delete from {ENTRIES} where sku like %s", (prefix + "%",))  # noqa: S608 - the test's own table names
+            conn.execute(f"insert into {ENTRIES} ({kept}) select {kept} from {saved}")  # noqa: S608 - the test's own table names
+            conn.execute(f"drop table {saved}")
+    assert resumed_total >= len(rounds), "the incremental builds hardly ever resumed from a checkpoint"

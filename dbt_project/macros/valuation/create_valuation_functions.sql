@@ -24,6 +24,16 @@
     which PL/pgSQL does in place. The arithmetic is, expression for expression, the same as before those
     changes, so the values AND their numeric scales (compared as text by the dbt unit tests) are
     unchanged, whichever path computes them.
+
+    Resuming (issue 4's incremental goal; rules in int_valuation_entries_posted's header): given row
+    hashes, the pass also emits `state` entries (checkpoints): the fingerprint of the positions valued so
+    far and, as jsonb, everything it carries after them (_capture_checkpoint). Given one of those
+    (p_state) and the position after it (p_first), it restores that state and values only the positions
+    from p_first on, with valuation_sequence, layer_sequence and the lineage positions continuing as a
+    pass from the start would have them: the same statements on the same values in the same order,
+    so the same entries, scales included. The incremental strategy `valuation_resume` below replaces
+    exactly the entries such a pass re-emits. Also here: the order-key comparison and the
+    position-aligned array aggregate the model uses to resume.
 -#}
 
 {% macro valuation_schema() -%}
@@ -41,6 +51,60 @@
         "The valuation engine has no implementation for adapter '" ~ adapter.type() ~ "'; "
         ~ "add <adapter>__create_valuation_functions and <adapter>__valuation_post_sku_call."
     ) }}
+{%- endmacro %}
+
+
+{#- Resuming (int_valuation_entries_posted): row `r` (with its order key columns order_at,
+    order_event_id, order_source_name, is_moved_after_pair) comes after checkpoint `c` in valuation order.
+    A checkpoint is never a transfer_in, so its key is its own (occurred_at, event_id, source_name). -#}
+{% macro valuation_after_checkpoint(r, c) -%}
+    (({{ r }}.order_at, {{ r }}.order_event_id collate "C", {{ r }}.order_source_name collate "C")
+        > ({{ c }}.occurred_at, {{ c }}.event_id collate "C", {{ c }}.source_name collate "C")
+     or ({{ r }}.order_at, {{ r }}.order_event_id collate "C", {{ r }}.order_source_name collate "C")
+        = ({{ c }}.occurred_at, {{ c }}.event_id collate "C", {{ c }}.source_name collate "C")
+        and {{ r }}.is_moved_after_pair)
+{%- endmacro %}
+
+
+{#- One engine input array, in valuation order; when resuming, led by `resume_after` nulls, so that the
+    index is the valuation_sequence. -#}
+{% macro valuation_positions_agg(column, type, order) -%}
+    {%- if is_incremental() %}array_fill(null::{{ type }}, array[resume_after]) || {% endif -%}
+    array_agg({{ column }} order by {{ order }})
+{%- endmacro %}
+
+
+{#- Incremental strategy `valuation_resume` of int_valuation_entries_posted: the increment holds, per SKU
+    it re-valued, the entries from its resume position on (its first movement entry's valuation_sequence)
+    and all its open layers. Replace exactly those: the SKU's movement, cost_line and state entries from
+    that position on and its open_layer entries; the rest of the SKU (its unchanged prefix and the
+    checkpoints in it) stays. Every SKU in an increment has at least one movement entry (the model
+    resumes only where a row follows the checkpoint). -#}
+{% macro get_incremental_valuation_resume_sql(arg_dict) -%}
+    {{ return(adapter.dispatch('valuation_resume_sql')(arg_dict)) }}
+{%- endmacro %}
+
+
+{% macro default__valuation_resume_sql(arg_dict) -%}
+    {{ exceptions.raise_compiler_error("No valuation_resume incremental strategy for adapter '" ~ adapter.type() ~ "'.") }}
+{%- endmacro %}
+
+
+{% macro postgres__valuation_resume_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} as t
+    using (
+        select sku, min(valuation_sequence) as resume_from
+        from {{ source }}
+        where entry_kind = 'movement'
+        group by sku
+    ) as r
+    where t.sku = r.sku and (t.entry_kind = 'open_layer' or t.valuation_sequence >= r.resume_from);
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }};
 {%- endmacro %}
 
 
@@ -96,7 +160,9 @@
         line_unit_cost_base numeric,
         line_cost_amount numeric,
         provisional_unit_cost_base numeric,
-        layer_sequence integer
+        layer_sequence integer,
+        state_fingerprint text,
+        engine_state jsonb
     ))
 {%- endmacro %}
 
@@ -111,7 +177,7 @@ row('movement'::text, i, null::integer, v_movement_id, v_source_name, v_event_id
                 {{ a_unit }}, {{ a_change }}, {{ a_reval }}, avco_val[li], avco_avg[li], tr_avco,
                 null::text, null::text, null::text, null::text, null::text, null::timestamptz, null::text,
                 null::text, null::text, null::text, null::numeric, null::numeric, null::numeric, null::numeric,
-                null::integer)
+                null::integer, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- `issue` and `source` are movement positions (`source` may be null); `issue` "i" is the movement being
@@ -128,7 +194,7 @@ row('cost_line'::text, i, {{ line }}, v_movement_id, v_source_name, v_event_id, 
                 p_movement_type[{{ issue }}],
                 {%- endif %}
                 p_movement_id[{{ source }}], p_event_id[{{ source }}], p_movement_type[{{ source }}],
-                {{ quantity }}, {{ unit_cost }}, {{ amount }}, {{ provisional }}, null::integer)
+                {{ quantity }}, {{ unit_cost }}, {{ amount }}, {{ provisional }}, null::integer, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- An open layer `v_node`: the identifying columns name the movement that brought it to its location. -#}
@@ -141,19 +207,32 @@ row('open_layer'::text, v_recv, null::integer,
                 null::numeric, 'fifo'::text, null::text,
                 null::text, null::text, null::text, null::timestamptz, null::text,
                 p_movement_id[ly_src[v_node]], p_event_id[ly_src[v_node]], p_movement_type[ly_src[v_node]],
-                ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node)
+                ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node, null::text, null::jsonb)
 {%- endmacro %}
 
 {#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
     valued in each of its groups is the one a return of that group references; a sale's unit costs are
-    kept for customer returns. -#}
+    kept for customer returns. Or it is a return (which always has a group): the first of its group is
+    remembered for the checkpoints. -#}
 {% macro _register_candidate(fifo_unit, avco_unit) -%}
 if v_type = 'sale' or v_type = 'receipt' then
                     if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
+                    if first_return[p_match_group[i]] is not null then
+                        -- a return of this group valued before: a checkpoint between them would not see
+                        -- this candidate (rule: see _capture_checkpoint)
+                        v_k := n_cp;
+                        while v_k > 0 and cp_pos[v_k] >= first_return[p_match_group[i]] loop
+                            cp_valid[v_k] := false;
+                            v_k := v_k - 1;
+                        end loop;
+                    end if;
                     if first_in_source_group[p_match_source_group[i]] is null then
                         first_in_source_group[p_match_source_group[i]] := i;
                     end if;
                     if v_type = 'sale' then sale_fifo[i] := {{ fifo_unit }}; sale_avco[i] := {{ avco_unit }}; end if;
+                elsif first_return[p_match_group[i]] is null then
+                    -- a return: checkpoints from here on wait for its group's later candidates
+                    first_return[p_match_group[i]] := i;
                 end if;
 {%- endmacro %}
 
@@ -176,7 +255,7 @@ n_layers := n_layers + 1;
 {% macro _push_pool_piece(quantity, cost, source) -%}
 n_pieces := n_pieces + 1;
                 tp_qty[n_pieces] := {{ quantity }}; tp_cost[n_pieces] := {{ cost }};
-                tp_src[n_pieces] := {{ source }}; tp_next[n_pieces] := 0;
+                tp_src[n_pieces] := {{ source }}; tp_next[n_pieces] := 0; tp_key[n_pieces] := v_key;
                 if coalesce(pool_tail[v_key], 0) = 0 then pool_head[v_key] := n_pieces;
                 else tp_next[pool_tail[v_key]] := n_pieces; end if;
                 pool_tail[v_key] := n_pieces;
@@ -237,6 +316,92 @@ v_total := 0;
                 f_unit := case when v_mixed then {{ valuation_schema() }}.valuation_divide(v_total, v_q) else v_first_cost end;
 {%- endmacro %}
 
+{#- Checkpoint after movement i (see "Resuming" at the top): everything the pass carries, as jsonb. Live
+    FIFO layers, negative-stock pieces and in-transit pieces are the nodes with a quantity left
+    (consumed nodes are unlinked when they reach zero, and each location's / pool's list is in node
+    order, so restoring them in node order rebuilds the lists exactly); pools that are empty (no
+    pieces, AVCO quantity and value zero) are left out (a later movement of such a pool makes the
+    model resume from further back). `refs` names the movements those nodes point at, which a
+    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. -#}
+{% macro _capture_checkpoint() -%}
+n_cp := n_cp + 1;
+            cp_pos[n_cp] := i;
+            cp_valid[n_cp] := true;
+            cp_fp[n_cp] := v_fp_count::text || ':' || v_fp_sum::text;
+            if v_type = 'transfer_in' then
+                -- its order key may be its pair's: not a position the model can resume after
+                cp_state[n_cp] := null;
+            else
+                cp_state[n_cp] := (
+                    with live_layers as materialized (
+                        select k, ly_qty[k] as qty, ly_cost[k] as cost, ly_src[k] as src, ly_recv[k] as recv
+                        from generate_series(
+                            coalesce((select min(h) from unnest(layer_head) as h where h > 0), n_layers + 1), n_layers
+                        ) as k
+                        where ly_qty[k] > 0
+                    ),
+                    live_backlog as materialized (
+                        select k, bk_qty[k] as qty, bk_cost[k] as cost, bk_issue[k] as issue
+                        from generate_series(
+                            coalesce((select min(h) from unnest(backlog_head) as h where h > 0), n_backlog + 1), n_backlog
+                        ) as k
+                        where bk_qty[k] > 0
+                    ),
+                    live_pieces as materialized (
+                        select k, pool_ref[tp_key[k]] as ref, tp_qty[k] as qty, tp_cost[k] as cost, tp_src[k] as src
+                        from generate_series(
+                            coalesce((select min(h) from unnest(pool_head) as h where h > 0), n_pieces + 1), n_pieces
+                        ) as k
+                        where tp_qty[k] > 0
+                    ),
+                    live_pools as materialized (
+                        select k, pool_ref[k] as ref, pool_avco_qty[k] as qty, pool_avco_val[k] as val
+                        from generate_subscripts(pool_ref, 1) as k
+                        where pool_ref[k] is not null
+                            and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
+                    )
+                    select jsonb_build_object(
+                        'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
+                        'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
+                        'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
+                        'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
+                        'layers', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                k, array_position(v_locs, p_location[recv]), qty, cost, src, recv
+                            ) order by k), '[]')
+                            from live_layers
+                        ),
+                        'backlog', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                array_position(v_locs, p_location[issue]), qty, cost, issue
+                            ) order by k), '[]')
+                            from live_backlog
+                        ),
+                        'pools', (
+                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, val) order by k), '[]') from live_pools
+                        ),
+                        'pool_refs', (select coalesce(jsonb_agg(ref order by k), '[]') from live_pools),
+                        'pieces', (
+                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, cost, src) order by k), '[]')
+                            from live_pieces
+                        ),
+                        'refs', (
+                            select coalesce(jsonb_agg(jsonb_build_array(
+                                r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r],
+                                p_movement_type[r], p_location[r]
+                            ) order by r), '[]')
+                            from (
+                                select src as r from live_layers
+                                union select recv from live_layers
+                                union select issue from live_backlog
+                                union select src from live_pieces
+                            ) as referenced
+                        )
+                    )
+                );
+            end if;
+{%- endmacro %}
+
 {% macro postgres__create_valuation_functions() -%}
 {%- set schema = valuation_schema() -%}
 -- a / b rounded half away from zero to 20 decimal places, exactly (div() truncates an exact quotient;
@@ -254,6 +419,10 @@ return sign(a) * sign(b)
 drop function if exists {{ schema }}.valuation_post_sku(
     text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[]
 );
+-- ... and the one before resuming (issue 4's incremental goal) took 11 arrays.
+drop function if exists {{ schema }}.valuation_post_sku(
+    text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[]
+);
 
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
@@ -267,6 +436,17 @@ drop function if exists {{ schema }}.valuation_post_sku(
 --                         the return, which is when the engine has met it;
 --   p_transfer_key        a transfer whose reference has a transfer_out in the SKU: the pair's in-transit
 --                         pool (else null).
+-- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
+--   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
+--                         them and emits a `state` entry (checkpoint) at the end and at every
+--                         p_checkpoint_interval-th position among the last p_checkpoints × that many
+--                         (earlier ones would never be resumed from: the model looks no further back);
+--   p_reference           for a transfer with a pool, its reference (pools are saved by reference);
+--   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
+--                         checkpoint saved after p_first - 1; the arrays are null there;
+--   p_ref_position, p_ref_fifo, p_ref_avco
+--                         a return whose sale / receipt lies before p_first (the model found it in the
+--                         stored entries): its position and the unit costs that sale left at.
 create or replace function {{ schema }}.valuation_post_sku(
     p_movement_id text[],
     p_source_name text[],
@@ -278,7 +458,16 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_unit_cost numeric[],
     p_match_group integer[],
     p_match_source_group integer[],
-    p_transfer_key integer[]
+    p_transfer_key integer[],
+    p_row_hash bigint[],
+    p_reference text[],
+    p_ref_position integer[],
+    p_ref_fifo numeric[],
+    p_ref_avco numeric[],
+    p_first integer,
+    p_state jsonb,
+    p_checkpoint_interval integer,
+    p_checkpoints integer
 )
 returns setof record
 language plpgsql immutable parallel safe
@@ -317,6 +506,8 @@ declare
     tp_cost numeric[] := '{}';
     tp_src integer[] := '{}';
     tp_next integer[] := '{}';
+    tp_key integer[] := '{}';
+    pool_ref text[] := '{}';
     pool_head integer[] := '{}';
     pool_tail integer[] := '{}';
     pool_avco_qty numeric[] := '{}';
@@ -368,221 +559,335 @@ declare
     f_change numeric;
     a_change numeric;
     a_reval numeric;
+    -- checkpoints: fingerprint of the positions valued so far; per match group the first return met;
+    -- the states captured, valid unless a candidate of a group with an earlier return came after them
+    v_fp_count bigint := 0;
+    v_fp_sum numeric := 0;
+    first_return integer[] := '{}';
+    n_cp integer := 0;
+    cp_pos integer[] := '{}';
+    cp_valid boolean[] := '{}';
+    cp_fp text[] := '{}';
+    cp_state jsonb[] := '{}';
+    v_k integer;
+    v_keys jsonb;
+    v_max_key integer;
+    v_rec record;
+    v_seg_start integer;
+    v_seg_end integer;
 begin
-    for i in 1 .. n_rows loop
-        -- the identifying values of the movement, read once for all its entries
-        v_movement_id := p_movement_id[i];
-        v_source_name := p_source_name[i];
-        v_event_id := p_event_id[i];
-        v_occurred_at := p_occurred_at[i];
-        v_type := p_movement_type[i];
-        v_location := p_location[i];
-        li := array_position(v_locs, v_location);
-        if li is null then
-            v_locs := v_locs || v_location;
-            li := cardinality(v_locs);
-            loc_qty[li] := 0; fifo_val[li] := 0; last_cost[li] := 0;
-            layer_head[li] := 0; layer_tail[li] := 0; backlog_head[li] := 0; backlog_tail[li] := 0;
-            avco_val[li] := 0; avco_avg[li] := 0;
-        end if;
-        -- a count is valued as the adjustment (counted − book quantity then)
-        v_delta := case when v_type = 'physical_count' then p_quantity[i] - loc_qty[li] else p_quantity[i] end;
+    if p_row_hash is not null then
+        -- the reference of each pool, to save pools by reference
+        v_keys := coalesce((
+            select jsonb_object_agg(r, k) from unnest(p_reference, p_transfer_key) as t(r, k) where k is not null
+        ), '{}');
+        for v_rec in select key as r, value::integer as k from jsonb_each_text(v_keys) loop
+            pool_ref[v_rec.k] := v_rec.r;
+        end loop;
+    end if;
+    if p_state is not null then
+        ------------------------------------------------------------------ resume from a checkpoint
+        v_fp_count := (p_state->>'fp_count')::bigint;
+        v_fp_sum := (p_state->>'fp_sum')::numeric;
+        n_layers := (p_state->>'n_layers')::integer;
+        v_locs := array(select x from jsonb_array_elements_text(p_state->'locs') with ordinality as t(x, n) order by n);
+        loc_qty := array(select x::numeric from jsonb_array_elements_text(p_state->'loc_qty') with ordinality as t(x, n) order by n);
+        fifo_val := array(select x::numeric from jsonb_array_elements_text(p_state->'fifo_val') with ordinality as t(x, n) order by n);
+        last_cost := array(select x::numeric from jsonb_array_elements_text(p_state->'last_cost') with ordinality as t(x, n) order by n);
+        avco_val := array(select x::numeric from jsonb_array_elements_text(p_state->'avco_val') with ordinality as t(x, n) order by n);
+        avco_avg := array(select x::numeric from jsonb_array_elements_text(p_state->'avco_avg') with ordinality as t(x, n) order by n);
+        layer_head := array_fill(0, array[cardinality(v_locs)]);
+        layer_tail := layer_head;
+        backlog_head := layer_head;
+        backlog_tail := layer_head;
+        tr_qty := (p_state->'in_transit'->>0)::numeric;
+        tr_fifo := (p_state->'in_transit'->>1)::numeric;
+        tr_avco := (p_state->'in_transit'->>2)::numeric;
+        -- the movements before p_first that carried state points at
+        for v_rec in select e from jsonb_array_elements(p_state->'refs') as t(e) loop
+            v_k := (v_rec.e->>0)::integer;
+            p_movement_id[v_k] := v_rec.e->>1;
+            p_source_name[v_k] := v_rec.e->>2;
+            p_event_id[v_k] := v_rec.e->>3;
+            p_occurred_at[v_k] := (v_rec.e->>4)::timestamptz;
+            p_movement_type[v_k] := v_rec.e->>5;
+            p_location[v_k] := v_rec.e->>6;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'layers') with ordinality as t(e, n) order by n loop
+            v_node := (v_rec.e->>0)::integer;
+            li := (v_rec.e->>1)::integer;
+            ly_qty[v_node] := (v_rec.e->>2)::numeric; ly_cost[v_node] := (v_rec.e->>3)::numeric;
+            ly_src[v_node] := (v_rec.e->>4)::integer; ly_recv[v_node] := (v_rec.e->>5)::integer; ly_next[v_node] := 0;
+            if layer_tail[li] = 0 then layer_head[li] := v_node; else ly_next[layer_tail[li]] := v_node; end if;
+            layer_tail[li] := v_node;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'backlog') with ordinality as t(e, n) order by n loop
+            li := (v_rec.e->>0)::integer;
+            n_backlog := n_backlog + 1;
+            bk_qty[n_backlog] := (v_rec.e->>1)::numeric; bk_cost[n_backlog] := (v_rec.e->>2)::numeric;
+            bk_issue[n_backlog] := (v_rec.e->>3)::integer; bk_next[n_backlog] := 0;
+            if backlog_tail[li] = 0 then backlog_head[li] := n_backlog; else bk_next[backlog_tail[li]] := n_backlog; end if;
+            backlog_tail[li] := n_backlog;
+        end loop;
+        -- pools keep the key the model gave their reference in this pass, or one of their own
+        v_max_key := coalesce((select max(k) from unnest(p_transfer_key) as k), 0);
+        for v_rec in select e, n from jsonb_array_elements(p_state->'pools') with ordinality as t(e, n) loop
+            v_key := coalesce((v_keys->>(v_rec.e->>0))::integer, v_max_key + v_rec.n::integer);
+            v_keys := v_keys || jsonb_build_object(v_rec.e->>0, v_key);
+            pool_ref[v_key] := v_rec.e->>0;
+            pool_avco_qty[v_key] := (v_rec.e->>1)::numeric;
+            pool_avco_val[v_key] := (v_rec.e->>2)::numeric;
+        end loop;
+        for v_rec in select e from jsonb_array_elements(p_state->'pieces') with ordinality as t(e, n) order by n loop
+            v_key := (v_keys->>(v_rec.e->>0))::integer;
+            {{ _push_pool_piece("(v_rec.e->>1)::numeric", "(v_rec.e->>2)::numeric", "(v_rec.e->>3)::integer") }}
+        end loop;
+        v_key := null;
+    end if;
 
-        if v_delta < 0 then
-            ------------------------------------------------------------------ issue
-            v_q := -v_delta;
-            -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
-            v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
-            if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
-                -- FIFO, the common case: the oldest layer covers the issue (what the general path below
-                -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
-                f_unit := ly_cost[layer_head[li]];
-                v_total := v_q * f_unit;
-                ly_qty[layer_head[li]] := ly_qty[layer_head[li]] - v_q;
-                return next {{ _cost_line_entry("1", "'fifo'", "'layer'", "i", "ly_src[layer_head[li]]", "v_q", "f_unit", "v_total") }};
-            else
-                v_node := layer_head[li];
-                -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
-                v_left := v_q;
-                v_total := 0;
-                v_first_cost := null;
-                v_mixed := false;
-                v_line := 0;
-                v_ref := case when v_type = 'vendor_return' then {{ _referenced() }} end;
-                if v_ref is not null then
-                    v_prev := 0;
-                    while v_node > 0 and v_left > 0 loop
-                        v_next := ly_next[v_node];
-                        if ly_src[v_node] = v_ref then
-                            {{ _take_from_layer() }}
-                        end if;
-                        if ly_qty[v_node] = 0 then
-                            if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
-                            if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
-                        else
-                            v_prev := v_node;
-                        end if;
-                        v_node := v_next;
-                    end loop;
+    -- The movements in segments that end where a checkpoint may be taken (one segment, all of them,
+    -- without checkpoints): no per-movement test for it.
+    v_seg_start := coalesce(p_first, 1);
+    while v_seg_start <= n_rows loop
+        v_seg_end := n_rows;
+        if p_row_hash is not null then
+            -- the next multiple of the interval among the last p_checkpoints of them, else the end
+            v_k := greatest(v_seg_start, n_rows - p_checkpoints * p_checkpoint_interval + 1);
+            v_k := ((v_k + p_checkpoint_interval - 1) / p_checkpoint_interval) * p_checkpoint_interval;
+            if v_k < n_rows then v_seg_end := v_k; end if;
+        end if;
+        for i in v_seg_start .. v_seg_end loop
+            -- the identifying values of the movement, read once for all its entries
+            v_movement_id := p_movement_id[i];
+            v_source_name := p_source_name[i];
+            v_event_id := p_event_id[i];
+            v_occurred_at := p_occurred_at[i];
+            v_type := p_movement_type[i];
+            v_location := p_location[i];
+            li := array_position(v_locs, v_location);
+            if li is null then
+                v_locs := v_locs || v_location;
+                li := cardinality(v_locs);
+                loc_qty[li] := 0; fifo_val[li] := 0; last_cost[li] := 0;
+                layer_head[li] := 0; layer_tail[li] := 0; backlog_head[li] := 0; backlog_tail[li] := 0;
+                avco_val[li] := 0; avco_avg[li] := 0;
+            end if;
+            -- a count is valued as the adjustment (counted − book quantity then)
+            v_delta := case when v_type = 'physical_count' then p_quantity[i] - loc_qty[li] else p_quantity[i] end;
+
+            if v_delta < 0 then
+                ------------------------------------------------------------------ issue
+                v_q := -v_delta;
+                -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
+                v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
+                if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
+                    -- FIFO, the common case: the oldest layer covers the issue (what the general path below
+                    -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
+                    f_unit := ly_cost[layer_head[li]];
+                    v_total := v_q * f_unit;
+                    ly_qty[layer_head[li]] := ly_qty[layer_head[li]] - v_q;
+                    return next {{ _cost_line_entry("1", "'fifo'", "'layer'", "i", "ly_src[layer_head[li]]", "v_q", "f_unit", "v_total") }};
+                else
                     v_node := layer_head[li];
-                end if;
-                while v_node > 0 and v_left > 0 loop
-                    {{ _take_from_layer() }}
-                    if ly_qty[v_node] = 0 then
-                        v_node := ly_next[v_node];
-                        layer_head[li] := v_node;
-                        if v_node = 0 then layer_tail[li] := 0; end if;
+                    -- FIFO: pass 1 takes the referenced receipt's layers (vendor returns), pass 2 the oldest
+                    v_left := v_q;
+                    v_total := 0;
+                    v_first_cost := null;
+                    v_mixed := false;
+                    v_line := 0;
+                    v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
+                    if v_ref is not null then
+                        v_prev := 0;
+                        while v_node > 0 and v_left > 0 loop
+                            v_next := ly_next[v_node];
+                            if ly_src[v_node] = v_ref then
+                                {{ _take_from_layer() }}
+                            end if;
+                            if ly_qty[v_node] = 0 then
+                                if v_prev = 0 then layer_head[li] := v_next; else ly_next[v_prev] := v_next; end if;
+                                if layer_tail[li] = v_node then layer_tail[li] := v_prev; end if;
+                            else
+                                v_prev := v_node;
+                            end if;
+                            v_node := v_next;
+                        end loop;
+                        v_node := layer_head[li];
                     end if;
-                end loop;
-                if v_left > 0 then
-                    -- beyond the layers: provisional at the last known unit cost, remembered for settling
-                    v_cost := last_cost[li];
-                    v_amount := v_left * v_cost;
-                    v_total := v_total + v_amount;
-                    if v_first_cost is null then v_first_cost := v_cost;
-                    elsif v_cost <> v_first_cost then v_mixed := true; end if;
-                    n_backlog := n_backlog + 1;
-                    bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
-                    bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
-                    if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
-                    else bk_next[backlog_tail[li]] := n_backlog; end if;
-                    backlog_tail[li] := n_backlog;
-                    v_line := v_line + 1;
-                    return next {{ _cost_line_entry("v_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount") }};
-                    if v_key is not null then
-                        {{ _push_pool_piece("v_left", "v_cost", "i") }}
-                    end if;
-                end if;
-                f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
-            end if;
-            fifo_val[li] := fifo_val[li] - v_total;
-
-            -- AVCO: at the average, which stays; the issue that reaches zero takes the whole value
-            v_amount := case when loc_qty[li] - v_q = 0 then avco_val[li] else v_q * avco_avg[li] end;
-            avco_val[li] := avco_val[li] - v_amount;
-            if v_key is not null then
-                pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) + v_q;
-                pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) + v_amount;
-                tr_qty := tr_qty + v_q;
-                tr_fifo := tr_fifo + v_total;
-                tr_avco := tr_avco + v_amount;
-            end if;
-            return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
-
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("f_unit", "avco_avg[li]") }}
-            end if;
-            return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
-                                           "avco_avg[li]", "-v_amount", "0::numeric") }};
-
-        elsif v_delta > 0 then
-            ------------------------------------------------------------------ inbound
-            v_q := v_delta;
-            if v_type = 'transfer_in' then
-                -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
-                v_key := p_transfer_key[i];
-                n_in := 0;
-                v_left := v_q;
-                if v_key is not null then
-                    v_node := coalesce(pool_head[v_key], 0);
-                    while v_left > 0 and v_node > 0 loop
-                        v_take := least(v_left, tp_qty[v_node]);
-                        n_in := n_in + 1;
-                        in_qty[n_in] := v_take; in_cost[n_in] := tp_cost[v_node]; in_src[n_in] := tp_src[v_node];
-                        tp_qty[v_node] := tp_qty[v_node] - v_take;
-                        v_left := v_left - v_take;
-                        tr_fifo := tr_fifo - v_take * tp_cost[v_node];
-                        if tp_qty[v_node] = 0 then
-                            v_node := tp_next[v_node];
-                            pool_head[v_key] := v_node;
-                            if v_node = 0 then pool_tail[v_key] := 0; end if;
+                    while v_node > 0 and v_left > 0 loop
+                        {{ _take_from_layer() }}
+                        if ly_qty[v_node] = 0 then
+                            v_node := ly_next[v_node];
+                            layer_head[li] := v_node;
+                            if v_node = 0 then layer_tail[li] := 0; end if;
                         end if;
                     end loop;
+                    if v_left > 0 then
+                        -- beyond the layers: provisional at the last known unit cost, remembered for settling
+                        v_cost := last_cost[li];
+                        v_amount := v_left * v_cost;
+                        v_total := v_total + v_amount;
+                        if v_first_cost is null then v_first_cost := v_cost;
+                        elsif v_cost <> v_first_cost then v_mixed := true; end if;
+                        n_backlog := n_backlog + 1;
+                        bk_qty[n_backlog] := v_left; bk_cost[n_backlog] := v_cost;
+                        bk_issue[n_backlog] := i; bk_next[n_backlog] := 0;
+                        if backlog_tail[li] = 0 then backlog_head[li] := n_backlog;
+                        else bk_next[backlog_tail[li]] := n_backlog; end if;
+                        backlog_tail[li] := n_backlog;
+                        v_line := v_line + 1;
+                        return next {{ _cost_line_entry("v_line", "'fifo'", "'provisional'", "i", "null", "v_left", "v_cost", "v_amount") }};
+                        if v_key is not null then
+                            {{ _push_pool_piece("v_left", "v_cost", "i") }}
+                        end if;
+                    end if;
+                    f_unit := case when v_mixed then {{ schema }}.valuation_divide(v_total, v_q) else v_first_cost end;
                 end if;
-                if v_left > 0 then
-                    n_in := n_in + 1;
-                    in_qty[n_in] := v_left; in_cost[n_in] := last_cost[li]; in_src[n_in] := i;
-                end if;
-                -- AVCO: the pool's value for what it holds, the receiver's average beyond
-                v_taken := case when v_key is not null then least(v_q, coalesce(pool_avco_qty[v_key], 0)) else 0 end;
-                if v_taken = 0 then
-                    v_taken_val := 0;
-                elsif v_taken = pool_avco_qty[v_key] then
-                    v_taken_val := pool_avco_val[v_key];
-                else
-                    v_taken_val := v_taken * {{ schema }}.valuation_divide(pool_avco_val[v_key], pool_avco_qty[v_key]);
-                end if;
+                fifo_val[li] := fifo_val[li] - v_total;
+
+                -- AVCO: at the average, which stays; the issue that reaches zero takes the whole value
+                v_amount := case when loc_qty[li] - v_q = 0 then avco_val[li] else v_q * avco_avg[li] end;
+                avco_val[li] := avco_val[li] - v_amount;
                 if v_key is not null then
-                    pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) - v_taken;
-                    pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) - v_taken_val;
+                    pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) + v_q;
+                    pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) + v_amount;
+                    tr_qty := tr_qty + v_q;
+                    tr_fifo := tr_fifo + v_total;
+                    tr_avco := tr_avco + v_amount;
                 end if;
-                tr_qty := tr_qty - v_taken;
-                tr_avco := tr_avco - v_taken_val;
-                v_avco_cost := v_taken_val + (v_q - v_taken) * avco_avg[li];
-                v_avco_unit := case when v_taken > 0 then {{ schema }}.valuation_divide(v_avco_cost, v_q) else avco_avg[li] end;
-                {{ _receive_pieces() }}
-            else
-                -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
-                -- valued), anything else at its own cost; the fallback is the last cost / the average
-                if v_type = 'customer_return' then
-                    v_ref := {{ _referenced() }};
-                    v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
-                    v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
-                else
-                    v_cost := coalesce(p_unit_cost[i], last_cost[li]);
-                    v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
+
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("f_unit", "avco_avg[li]") }}
                 end if;
-                v_avco_cost := v_q * v_avco_unit;
-                if backlog_head[li] = 0 then
-                    -- FIFO, the common case: no negative stock to settle, the piece becomes a layer
-                    v_total := v_q * v_cost;
-                    v_reval := 0;
-                    f_unit := v_cost;
-                    {{ _push_layer("v_q", "v_cost", "i") }}
-                    last_cost[li] := v_cost;
-                else
-                    n_in := 1; in_qty[1] := v_q; in_cost[1] := v_cost; in_src[1] := i;
+                return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
+                                               "avco_avg[li]", "-v_amount", "0::numeric") }};
+
+            elsif v_delta > 0 then
+                ------------------------------------------------------------------ inbound
+                v_q := v_delta;
+                if v_type = 'transfer_in' then
+                    -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
+                    v_key := p_transfer_key[i];
+                    n_in := 0;
+                    v_left := v_q;
+                    if v_key is not null then
+                        v_node := coalesce(pool_head[v_key], 0);
+                        while v_left > 0 and v_node > 0 loop
+                            v_take := least(v_left, tp_qty[v_node]);
+                            n_in := n_in + 1;
+                            in_qty[n_in] := v_take; in_cost[n_in] := tp_cost[v_node]; in_src[n_in] := tp_src[v_node];
+                            tp_qty[v_node] := tp_qty[v_node] - v_take;
+                            v_left := v_left - v_take;
+                            tr_fifo := tr_fifo - v_take * tp_cost[v_node];
+                            if tp_qty[v_node] = 0 then
+                                v_node := tp_next[v_node];
+                                pool_head[v_key] := v_node;
+                                if v_node = 0 then pool_tail[v_key] := 0; end if;
+                            end if;
+                        end loop;
+                    end if;
+                    if v_left > 0 then
+                        n_in := n_in + 1;
+                        in_qty[n_in] := v_left; in_cost[n_in] := last_cost[li]; in_src[n_in] := i;
+                    end if;
+                    -- AVCO: the pool's value for what it holds, the receiver's average beyond
+                    v_taken := case when v_key is not null then least(v_q, coalesce(pool_avco_qty[v_key], 0)) else 0 end;
+                    if v_taken = 0 then
+                        v_taken_val := 0;
+                    elsif v_taken = pool_avco_qty[v_key] then
+                        v_taken_val := pool_avco_val[v_key];
+                    else
+                        v_taken_val := v_taken * {{ schema }}.valuation_divide(pool_avco_val[v_key], pool_avco_qty[v_key]);
+                    end if;
+                    if v_key is not null then
+                        pool_avco_qty[v_key] := coalesce(pool_avco_qty[v_key], 0) - v_taken;
+                        pool_avco_val[v_key] := coalesce(pool_avco_val[v_key], 0) - v_taken_val;
+                    end if;
+                    tr_qty := tr_qty - v_taken;
+                    tr_avco := tr_avco - v_taken_val;
+                    v_avco_cost := v_taken_val + (v_q - v_taken) * avco_avg[li];
+                    v_avco_unit := case when v_taken > 0 then {{ schema }}.valuation_divide(v_avco_cost, v_q) else avco_avg[li] end;
                     {{ _receive_pieces() }}
+                else
+                    -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
+                    -- valued), anything else at its own cost; the fallback is the last cost / the average
+                    if v_type = 'customer_return' and p_ref_position[i] is not null then
+                        -- its sale was valued before p_first: the model brings the costs it left at
+                        v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
+                        v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);
+                    elsif v_type = 'customer_return' then
+                        v_ref := {{ _referenced() }};
+                        v_cost := coalesce(sale_fifo[v_ref], last_cost[li]);
+                        v_avco_unit := coalesce(sale_avco[v_ref], avco_avg[li]);
+                    else
+                        v_cost := coalesce(p_unit_cost[i], last_cost[li]);
+                        v_avco_unit := coalesce(p_unit_cost[i], avco_avg[li]);
+                    end if;
+                    v_avco_cost := v_q * v_avco_unit;
+                    if backlog_head[li] = 0 then
+                        -- FIFO, the common case: no negative stock to settle, the piece becomes a layer
+                        v_total := v_q * v_cost;
+                        v_reval := 0;
+                        f_unit := v_cost;
+                        {{ _push_layer("v_q", "v_cost", "i") }}
+                        last_cost[li] := v_cost;
+                    else
+                        n_in := 1; in_qty[1] := v_q; in_cost[1] := v_cost; in_src[1] := i;
+                        {{ _receive_pieces() }}
+                    end if;
                 end if;
-            end if;
 
-            f_change := v_total - v_reval;
-            fifo_val[li] := fifo_val[li] + f_change;
+                f_change := v_total - v_reval;
+                fifo_val[li] := fifo_val[li] + f_change;
 
-            -- AVCO: weighted average; at or below zero the average becomes the inbound cost (rule 11)
-            -- (loc_qty and avco_val still hold the position before the movement)
-            if loc_qty[li] > 0 then
-                v_new_val := avco_val[li] + v_avco_cost;
-                avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, loc_qty[li] + v_q);
+                -- AVCO: weighted average; at or below zero the average becomes the inbound cost (rule 11)
+                -- (loc_qty and avco_val still hold the position before the movement)
+                if loc_qty[li] > 0 then
+                    v_new_val := avco_val[li] + v_avco_cost;
+                    avco_avg[li] := {{ schema }}.valuation_divide(v_new_val, loc_qty[li] + v_q);
+                else
+                    avco_avg[li] := v_avco_unit;
+                    v_new_val := (loc_qty[li] + v_q) * v_avco_unit;
+                end if;
+                a_change := v_new_val - avco_val[li];
+                avco_val[li] := v_new_val;
+                a_reval := v_avco_cost - a_change;
+                if loc_qty[li] < 0 or a_reval <> 0 then
+                    return next {{ _cost_line_entry("1", "'avco'", "'revaluation'", "i", "i", "greatest(-loc_qty[li], 0)",
+                                                    "v_avco_unit", "a_reval") }};
+                end if;
+
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("f_unit", "v_avco_unit") }}
+                end if;
+                return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
+                                               "v_avco_unit", "a_change", "a_reval") }};
+
             else
-                avco_avg[li] := v_avco_unit;
-                v_new_val := (loc_qty[li] + v_q) * v_avco_unit;
+                ------------------------------------------------------------------ nothing moves
+                loc_qty[li] := loc_qty[li] + v_delta;
+                if p_match_group[i] is not null then
+                    {{ _register_candidate("null", "null") }}
+                end if;
+                return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
+                                               "null::numeric", "0::numeric", "0::numeric") }};
             end if;
-            a_change := v_new_val - avco_val[li];
-            avco_val[li] := v_new_val;
-            a_reval := v_avco_cost - a_change;
-            if loc_qty[li] < 0 or a_reval <> 0 then
-                return next {{ _cost_line_entry("1", "'avco'", "'revaluation'", "i", "i", "greatest(-loc_qty[li], 0)",
-                                                "v_avco_unit", "a_reval") }};
-            end if;
+        end loop;
 
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("f_unit", "v_avco_unit") }}
+        if p_row_hash is not null then
+            ------------------------------------------------------------------ checkpoint after v_seg_end
+            i := v_seg_end;
+            v_type := p_movement_type[i];
+            select v_fp_count + count(*), v_fp_sum + coalesce(sum(h), 0)
+                into v_fp_count, v_fp_sum
+                from unnest(p_row_hash[v_seg_start:v_seg_end]) as h;
+            if i = n_rows or v_type <> 'transfer_in' then
+                {{ _capture_checkpoint() }}
             end if;
-            return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
-                                           "v_avco_unit", "a_change", "a_reval") }};
-
-        else
-            ------------------------------------------------------------------ nothing moves
-            loc_qty[li] := loc_qty[li] + v_delta;
-            if p_match_group[i] is not null then
-                {{ _register_candidate("null", "null") }}
-            end if;
-            return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
-                                           "null::numeric", "0::numeric", "0::numeric") }};
         end if;
+        v_seg_start := v_seg_end + 1;
     end loop;
 
     -- the FIFO layers still open, per location in consumption order
@@ -593,6 +898,22 @@ begin
             return next {{ _open_layer_entry() }};
             v_node := ly_next[v_node];
         end loop;
+    end loop;
+
+    -- the checkpoints still valid (the last one always: its fingerprint is the SKU's)
+    for v_k in 1 .. n_cp loop
+        if cp_valid[v_k] or cp_pos[v_k] = n_rows then
+            v_recv := cp_pos[v_k];
+            return next row('state'::text, v_recv, null::integer,
+                p_movement_id[v_recv], p_source_name[v_recv], p_event_id[v_recv], p_occurred_at[v_recv],
+                p_movement_type[v_recv], p_location[v_recv],
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::numeric, null::text, null::text,
+                null::text, null::text, null::text, null::timestamptz, null::text,
+                null::text, null::text, null::text, null::numeric, null::numeric, null::numeric, null::numeric,
+                null::integer, cp_fp[v_k], case when cp_valid[v_k] then cp_state[v_k] end);
+        end if;
     end loop;
 end;
 $fn$;

@@ -7,21 +7,49 @@
 -- only some movements need (the pair of a transfer, the movement a return references) is found among
 -- those movements alone and brought in by small joins, never by another pass over every movement.
 --
--- Incremental: a SKU is re-valued, whole history, when the fingerprint of its ledger rows changed
--- since the last build (new or late events, re-mapped or re-converted rows, a winning duplicate
--- replaced); other SKUs keep their rows. A back-dated event changes everything after it, and whole-SKU
--- re-valuation makes that exactly what a full refresh gives. SKUs that left the ledger are deleted (by an
--- increment: a full build has none).
--- Opt in with var valuation_incremental: dbt-postgres builds increments through a temporary table, which
--- needs the TEMPORARY privilege on the database; without the var the model is a plain table.
+-- Incremental (var valuation_incremental; dbt-postgres builds increments through a temporary table, which
+-- needs the TEMPORARY privilege on the database; without the var the model is a plain table and none of
+-- this is computed): a SKU whose ledger rows changed since the last build (new or late events,
+-- re-mapped or re-converted rows, a winning duplicate replaced, rows removed) is re-valued from a
+-- checkpoint, not from its start. Rules (macros/valuation: the engine and the strategy that writes):
+--   * Checkpoints. The engine emits `state` entries: after the last position, and after every
+--     `valuation_checkpoint_interval`-th (N) among the last `valuation_checkpoints` × N (K × N). Each
+--     holds the fingerprint (count and hash sum of the ledger rows valued up to it, `sku_fingerprint`)
+--     and everything the pass carries (`engine_state`): per
+--     location quantity, FIFO value, last cost, AVCO value and average, open layers (with their
+--     source and receiving movements), negative-stock pieces, in-transit pools by reference, the
+--     in-transit totals, the layer counter and the identifiers of the earlier movements those point
+--     at. Not a resumable state: after a transfer_in (its order key may be its pair's), and between a
+--     return and a later sale / receipt of its group (the return's match depends on that candidate).
+--   * Touched SKU: its fingerprint now differs from its last `state` entry's. Untouched SKUs keep
+--     their rows.
+--   * Resume point: of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
+--     that many builds leave near the end never crowd out the periodic ones: the window is positions,
+--     not a count; an event back-dated further re-values the SKU whole), the latest after which at
+--     least one ledger row now comes (valuation order, with a moved transfer_in at its pair's place)
+--     and for which (a) the rows now at or before it have exactly its
+--     fingerprint (so nothing at or before it changed, was removed, or moved out), (b) no row after
+--     it is a sale / receipt that a return at or before it references (that return's match could
+--     change), (c) every transfer after it whose pair transfer_out lies before it finds its pool in
+--     the state. None: the SKU is re-valued from its start (whole history), as before.
+--   * A return after the checkpoint whose sale / receipt lies before it gets that movement's position
+--     and unit costs from the stored entries (by the same rule as the engine's: own source first).
+--   * Writing (strategy valuation_resume): per SKU in the increment, its entries from the resume
+--     position on (movement, cost_line, state) and all its open_layer entries are replaced. SKUs that
+--     left the ledger are deleted (post-hook).
+-- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
+-- An incremental build runs with enable_nestloop off (transaction-local): the planner has no estimates for
+-- the materialized resume CTEs and would pick nested loops over thousands of rows (minutes, not seconds).
 -- depends_on: {{ ref('int_valuation_functions_created') }}
 {{
     config(
         materialized=('incremental' if var('valuation_incremental', false) else 'table'),
-        incremental_strategy='delete+insert',
-        unique_key='sku',
-        on_schema_change='fail',
-        pre_hook="{{ create_valuation_functions() }}",
+        incremental_strategy='valuation_resume',
+        on_schema_change='append_new_columns',
+        pre_hook=[
+            "{{ create_valuation_functions() }}",
+            "{% if is_incremental() %}set local enable_nestloop = off{% endif %}",
+        ],
         post_hook=(
             ["{% if is_incremental() %}delete from {{ this }} as t where not exists (select 1 from {{ ref('int_movements_unified') }} as u where u.sku = t.sku){% endif %}"]
             if var('valuation_incremental', false) else []
@@ -29,17 +57,17 @@
     )
 }}
 
-{#- What the valuation of a SKU depends on, summarised: row count and an order-independent hash sum
-    (only needed, and only paid for, when building incrementally). sum(bigint) is exact: it returns numeric. -#}
-{%- set sku_fingerprint -%}
-    {%- if var('valuation_incremental', false) -%}
-        count(*)::text || ':' || sum(hashtextextended(concat_ws(
-            '|', movement_id, extract(epoch from occurred_at)::text, location, movement_type,
-            quantity_base::text, coalesce(unit_cost_base::text, '-'), coalesce(reference, '-')
-        ), 0))::text
-    {%- else -%}
-        null::text
-    {%- endif -%}
+{%- set checkpointing = var('valuation_incremental', false) -%}
+{%- set checkpoint_interval = var('valuation_checkpoint_interval', 64) | int -%}
+{%- set checkpoints = var('valuation_checkpoints', 4) | int -%}
+
+{#- What the valuation of a ledger row depends on, hashed; count and sum of these (exact: sum(bigint)
+    is numeric) fingerprint a set of rows. -#}
+{%- set row_hash -%}
+    hashtextextended(concat_ws(
+        '|', movement_id, extract(epoch from occurred_at)::text, location, movement_type,
+        quantity_base::text, coalesce(unit_cost_base::text, '-'), coalesce(reference, '-')
+    ), 0)
 {%- endset -%}
 
 {#- Valuation order within a SKU (rule 2): occurred_at, event_id, source_name by code point, except that a
@@ -50,39 +78,56 @@
             moved_event_id collate "C", moved_source_name collate "C"
 {%- endset -%}
 
+
 with ledger as (
     select * from {{ ref('int_movements_unified') }}
 ),
 
 {% if is_incremental() %}
-fingerprints as (
+-- The last build's checkpoints (`state` entries), newest first per SKU.
+stored_checkpoints as materialized (
     select
-        sku,
-        {{ sku_fingerprint }} as sku_fingerprint
-    from ledger
-    group by sku
-),
-
-valued_before as (
-    select sku, sku_fingerprint
+        sku, valuation_sequence, occurred_at, event_id, source_name, sku_fingerprint, engine_state,
+        row_number() over (partition by sku order by valuation_sequence desc) as recency,
+        max(valuation_sequence) over (partition by sku) as last_sequence
     from {{ this }}
-    where entry_kind = 'movement' and valuation_sequence = 1
+    where entry_kind = 'state'
 ),
 
-{% endif %}
--- Read by each CTE below with its own filter, rather than stored once for all of them.
-movements as not materialized (
-    select ledger.*
+-- Every ledger row, with only what the valuation reads, and its hash: read once.
+hashed as materialized (
+    select
+        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
+        unit_cost_base, reference, {{ row_hash }} as row_hash
     from ledger
-    {%- if is_incremental() %}
-    where ledger.sku in (
-        select fingerprints.sku
-        from fingerprints
-        left join valued_before on valued_before.sku = fingerprints.sku
-        where valued_before.sku_fingerprint is distinct from fingerprints.sku_fingerprint
-    )
-    {%- endif %}
 ),
+
+touched as materialized (
+    select fingerprints.*
+    from (
+        select sku, count(*) as row_count, sum(row_hash) as hash_sum
+        from hashed
+        group by sku
+    ) as fingerprints
+    left join stored_checkpoints as last_state on last_state.sku = fingerprints.sku and last_state.recency = 1
+    where last_state.sku_fingerprint is distinct from fingerprints.row_count::text || ':' || fingerprints.hash_sum::text
+),
+
+touched_rows as materialized (
+    select hashed.*
+    from hashed
+    where hashed.sku in (select touched.sku from touched)
+),
+
+-- Transfers are paired over the touched SKUs' whole history (a pair may straddle the checkpoint).
+pairing_rows as not materialized (
+    select * from touched_rows
+),
+{% else %}
+pairing_rows as not materialized (
+    select ledger.*, {{ row_hash if checkpointing else 'null::bigint' }} as row_hash from ledger
+),
+{% endif %}
 
 -- Transfers carrying a reference, with their pair: the SKU's first transfer_out with that reference,
 -- first in a window over (sku, reference) that puts transfer_outs first (transfer_outs are never moved,
@@ -91,13 +136,13 @@ movements as not materialized (
 transfer_windows as (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference,
+        unit_cost_base, reference, row_hash,
         first_value(movement_type) over pair as pair_movement_type,
         first_value(occurred_at) over pair as pair_occurred_at,
         first_value(event_id) over pair as pair_event_id,
         first_value(source_name) over pair as pair_source_name,
         dense_rank() over (partition by sku order by reference) as pair_number
-    from movements
+    from pairing_rows
     where movement_type in ('transfer_out', 'transfer_in') and reference is not null
     window pair as (
         partition by sku, reference
@@ -105,7 +150,7 @@ transfer_windows as (
     )
 ),
 
-transfers as (
+transfers as {% if is_incremental() %}materialized {% endif %}(
     select
         transfer_windows.*,
         case when pair_movement_type = 'transfer_out' then pair_number end::integer as transfer_key,
@@ -119,6 +164,170 @@ transfers as (
     from transfer_windows
 ),
 
+{% if is_incremental() %}
+-- The checkpoints a touched SKU may resume from: the resumable ones among its last K × N positions.
+considered as materialized (
+    select stored_checkpoints.*
+    from stored_checkpoints
+    inner join touched on touched.sku = stored_checkpoints.sku
+    where stored_checkpoints.engine_state is not null
+        and stored_checkpoints.valuation_sequence >= stored_checkpoints.last_sequence - {{ checkpoints * checkpoint_interval }}
+),
+
+-- The touched rows that may come after one of them, with their valuation-order key: the rows after the
+-- oldest considered checkpoint by their own key, and every transfer_in that is moved (its key is its
+-- pair's, later than its own).
+near_end as materialized (
+    select
+        touched_rows.*,
+        transfers.transfer_key,
+        transfers.pair_occurred_at,
+        transfers.pair_event_id,
+        transfers.pair_source_name,
+        coalesce(transfers.is_moved_after_pair, false) as is_moved_after_pair,
+        case when transfers.is_moved_after_pair then transfers.pair_occurred_at else touched_rows.occurred_at end
+            as order_at,
+        case when transfers.is_moved_after_pair then transfers.pair_event_id else touched_rows.event_id end
+            as order_event_id,
+        case when transfers.is_moved_after_pair then transfers.pair_source_name else touched_rows.source_name end
+            as order_source_name
+    from touched_rows
+    inner join (
+        select distinct on (sku) sku, occurred_at, event_id, source_name
+        from considered
+        order by sku, valuation_sequence
+    ) as floor_checkpoint on floor_checkpoint.sku = touched_rows.sku
+    left join transfers on transfers.sku = touched_rows.sku and transfers.movement_id = touched_rows.movement_id
+    where (touched_rows.occurred_at, touched_rows.event_id collate "C", touched_rows.source_name collate "C")
+            > (floor_checkpoint.occurred_at, floor_checkpoint.event_id collate "C", floor_checkpoint.source_name collate "C")
+        or transfers.is_moved_after_pair
+),
+
+-- Per considered checkpoint: the rows now after it (count, hash sum) and whether one of them is a
+-- transfer whose pool lies before the checkpoint but is not in its state (rule (c)).
+after_checkpoint as materialized (
+    select
+        considered.sku,
+        considered.valuation_sequence,
+        count(*) as after_count,
+        sum(near_end.row_hash) as after_sum,
+        bool_or(
+            near_end.transfer_key is not null
+            and (near_end.pair_occurred_at, near_end.pair_event_id collate "C", near_end.pair_source_name collate "C")
+                <= (considered.occurred_at, considered.event_id collate "C", considered.source_name collate "C")
+            and not coalesce(considered.engine_state->'pool_refs' ? near_end.reference, false)
+        ) as pool_missing
+    from considered
+    inner join near_end on near_end.sku = considered.sku and {{ valuation_after_checkpoint('near_end', 'considered') }}
+    group by considered.sku, considered.valuation_sequence
+),
+
+-- Rule (b): a sale / receipt after the checkpoint that a return at or before it references.
+candidate_after_return as materialized (
+    select distinct considered.sku, considered.valuation_sequence
+    from (
+        select
+            sku, event_id, order_at, order_event_id, order_source_name, is_moved_after_pair,
+            case when movement_type = 'sale' then 'customer_return' else 'vendor_return' end as return_type
+        from near_end
+        where movement_type in ('sale', 'receipt')
+    ) as candidates
+    inner join considered
+        on considered.sku = candidates.sku
+        and {{ valuation_after_checkpoint('candidates', 'considered') }}
+    inner join (
+        select sku, reference, movement_type, occurred_at, event_id, source_name
+        from touched_rows
+        where movement_type in ('customer_return', 'vendor_return') and reference is not null
+    ) as returns
+        on returns.sku = candidates.sku
+        and returns.reference = candidates.event_id
+        and returns.movement_type = candidates.return_type
+        and (returns.occurred_at, returns.event_id collate "C", returns.source_name collate "C")
+            <= (considered.occurred_at, considered.event_id collate "C", considered.source_name collate "C")
+),
+
+-- Where each touched SKU resumes: after the latest checkpoint that passes (a) to (c), else from the start.
+resumable as (
+    select distinct on (considered.sku)
+        considered.sku,
+        considered.valuation_sequence,
+        considered.occurred_at,
+        considered.event_id,
+        considered.source_name,
+        considered.engine_state
+    from considered
+    inner join touched on touched.sku = considered.sku
+    inner join after_checkpoint
+        on after_checkpoint.sku = considered.sku
+        and after_checkpoint.valuation_sequence = considered.valuation_sequence
+    left join candidate_after_return
+        on candidate_after_return.sku = considered.sku
+        and candidate_after_return.valuation_sequence = considered.valuation_sequence
+    where not after_checkpoint.pool_missing
+        and candidate_after_return.sku is null
+        and considered.sku_fingerprint
+            = (touched.row_count - after_checkpoint.after_count)::text
+            || ':' || (touched.hash_sum - after_checkpoint.after_sum)::text
+    order by considered.sku, considered.valuation_sequence desc
+),
+
+resume as materialized (
+    select
+        touched.sku,
+        coalesce(resumable.valuation_sequence, 0) as resume_after,
+        resumable.occurred_at,
+        resumable.event_id,
+        resumable.source_name,
+        resumable.engine_state
+    from touched
+    left join resumable on resumable.sku = touched.sku
+),
+
+-- What is valued: the rows after the resume point (all rows of a SKU re-valued from its start).
+{%- set movement_columns -%}
+    touched_rows.sku, touched_rows.movement_id, touched_rows.source_name, touched_rows.event_id,
+        touched_rows.occurred_at, touched_rows.location, touched_rows.movement_type, touched_rows.quantity_base,
+        touched_rows.unit_cost_base, touched_rows.reference, touched_rows.row_hash, resume.resume_after
+{%- endset %}
+movements as not materialized (
+    select {{ movement_columns }}
+    from touched_rows
+    inner join resume on resume.sku = touched_rows.sku
+    where resume.resume_after = 0
+    union all
+    select {{ movement_columns }}
+    from near_end as touched_rows
+    inner join resume on resume.sku = touched_rows.sku
+    where resume.resume_after > 0 and {{ valuation_after_checkpoint('touched_rows', 'resume') }}
+),
+
+-- A return after the resume point whose sale / receipt (by event_id) was valued before it: that one's
+-- position and unit costs, own source first, from the stored movement entries.
+prefix_candidates as (
+    select distinct on (returns.movement_id)
+        returns.movement_id,
+        valued.source_name = returns.source_name as same_source,
+        valued.valuation_sequence,
+        valued.fifo_unit_cost_applied,
+        valued.avco_unit_cost_applied
+    from movements as returns
+    inner join {{ this }} as valued
+        on valued.sku = returns.sku
+        and valued.entry_kind = 'movement'
+        and valued.event_id = returns.reference
+        and valued.movement_type = case when returns.movement_type = 'customer_return' then 'sale' else 'receipt' end
+        and valued.valuation_sequence <= returns.resume_after
+    where returns.movement_type in ('customer_return', 'vendor_return') and returns.reference is not null
+    order by returns.movement_id, valued.source_name = returns.source_name desc, valued.valuation_sequence
+),
+{% else %}
+movements as not materialized (
+    select pairing_rows.*, 0 as resume_after
+    from pairing_rows
+),
+{% endif %}
+
 -- customer_return → sale and vendor_return → receipt, by event_id within the SKU: a movement of the same
 -- source first, then the earliest in valuation order; it counts only if valued before the return. Sales
 -- and receipts are never moved, so "earliest" is "first valued", and the engine, meeting them in
@@ -127,11 +336,12 @@ transfers as (
 -- source_name), where a return counts as the kind it references and by its reference (a group is named by
 -- its first row in one sort of these movements). A return gets a match_source_group only when its own
 -- source has a candidate (which then wins, valued before it or not). Windows over one sort, no join: no
--- plan here depends on statistics (a freshly built ledger has none).
+-- plan here depends on statistics (a freshly built ledger has none). When resuming, these are the rows
+-- after the resume point; a candidate before it is brought by prefix_candidates.
 matchable as (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference,
+        unit_cost_base, reference, row_hash, resume_after,
         movement_type in ('customer_return', 'vendor_return') as is_return,
         case when movement_type in ('sale', 'customer_return') then 'sale' else 'receipt' end as match_kind,
         case when movement_type in ('sale', 'receipt') then event_id else reference end as match_event_id
@@ -166,10 +376,13 @@ matched as (
 keyed as (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference,
+        unit_cost_base, reference, row_hash, resume_after,
         null::integer as transfer_key,
         null::integer as match_group,
         null::integer as match_source_group,
+        null::integer as ref_position,
+        null::numeric as ref_fifo,
+        null::numeric as ref_avco,
         false as is_moved_after_pair,
         occurred_at as order_at,
         event_id as order_event_id,
@@ -186,71 +399,116 @@ keyed as (
     union all
 
     select
-        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference,
-        transfer_key,
+        transfers.sku, transfers.movement_id, transfers.source_name, transfers.event_id, transfers.occurred_at,
+        transfers.location, transfers.movement_type, transfers.quantity_base, transfers.unit_cost_base,
+        transfers.reference, transfers.row_hash, {{ 'movements.resume_after' if is_incremental() else '0' }},
+        transfers.transfer_key,
         null,
         null,
-        is_moved_after_pair,
-        case when is_moved_after_pair then pair_occurred_at else occurred_at end,
-        case when is_moved_after_pair then pair_event_id else event_id end,
-        case when is_moved_after_pair then pair_source_name else source_name end,
-        case when is_moved_after_pair then event_id else '' end,
-        case when is_moved_after_pair then source_name else '' end
+        null,
+        null,
+        null,
+        transfers.is_moved_after_pair,
+        case when transfers.is_moved_after_pair then transfers.pair_occurred_at else transfers.occurred_at end,
+        case when transfers.is_moved_after_pair then transfers.pair_event_id else transfers.event_id end,
+        case when transfers.is_moved_after_pair then transfers.pair_source_name else transfers.source_name end,
+        case when transfers.is_moved_after_pair then transfers.event_id else '' end,
+        case when transfers.is_moved_after_pair then transfers.source_name else '' end
     from transfers
+    {%- if is_incremental() %}
+    inner join movements on movements.sku = transfers.sku and movements.movement_id = transfers.movement_id
+    {%- endif %}
 
     union all
 
     select
-        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference,
+        matched.sku, matched.movement_id, matched.source_name, matched.event_id, matched.occurred_at,
+        matched.location, matched.movement_type, matched.quantity_base, matched.unit_cost_base,
+        matched.reference, matched.row_hash, matched.resume_after,
         null,
         case when is_return or returns_in_group > 0 then match_number end,
         case
             when is_return then case when candidates_of_source > 0 then match_source_number end
             when returns_in_group > 0 then match_source_number
         end,
+        {%- if is_incremental() %}
+        -- a candidate before the resume point: its own source's if it has one, else the first of any
+        -- source unless its own source has one after the resume point (which then wins)
+        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.valuation_sequence end,
+        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.fifo_unit_cost_applied end,
+        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.avco_unit_cost_applied end,
+        {%- else %}
+        null,
+        null,
+        null,
+        {%- endif %}
         false,
-        occurred_at,
-        event_id,
-        source_name,
+        matched.occurred_at,
+        matched.event_id,
+        matched.source_name,
         '',
         ''
     from matched
+    {%- if is_incremental() %}
+    left join prefix_candidates on matched.is_return and prefix_candidates.movement_id = matched.movement_id
+    {%- endif %}
 ),
 
--- Every array in valuation order (index = valuation_sequence).
+-- Every array in valuation order (index = valuation_sequence; when resuming, positions up to the resume
+-- point are null: valued already).
 skus as (
     select
         sku,
-        array_agg(movement_id order by {{ valuation_order }}) as movement_ids,
-        array_agg(source_name order by {{ valuation_order }}) as source_names,
-        array_agg(event_id order by {{ valuation_order }}) as event_ids,
-        array_agg(occurred_at order by {{ valuation_order }}) as occurred_ats,
-        array_agg(location order by {{ valuation_order }}) as locations,
-        array_agg(movement_type order by {{ valuation_order }}) as movement_types,
-        array_agg(quantity_base order by {{ valuation_order }}) as quantities,
-        array_agg(unit_cost_base order by {{ valuation_order }}) as unit_costs,
-        array_agg(match_group order by {{ valuation_order }}) as match_groups,
-        array_agg(match_source_group order by {{ valuation_order }}) as match_source_groups,
-        array_agg(transfer_key order by {{ valuation_order }}) as transfer_keys,
-        {{ sku_fingerprint }} as sku_fingerprint
+        resume_after,
+        {{ valuation_positions_agg('movement_id', 'text', valuation_order) }} as movement_ids,
+        {{ valuation_positions_agg('source_name', 'text', valuation_order) }} as source_names,
+        {{ valuation_positions_agg('event_id', 'text', valuation_order) }} as event_ids,
+        {{ valuation_positions_agg('occurred_at', 'timestamptz', valuation_order) }} as occurred_ats,
+        {{ valuation_positions_agg('location', 'text', valuation_order) }} as locations,
+        {{ valuation_positions_agg('movement_type', 'text', valuation_order) }} as movement_types,
+        {{ valuation_positions_agg('quantity_base', 'numeric', valuation_order) }} as quantities,
+        {{ valuation_positions_agg('unit_cost_base', 'numeric', valuation_order) }} as unit_costs,
+        {{ valuation_positions_agg('match_group', 'integer', valuation_order) }} as match_groups,
+        {{ valuation_positions_agg('match_source_group', 'integer', valuation_order) }} as match_source_groups,
+        {{ valuation_positions_agg('transfer_key', 'integer', valuation_order) }} as transfer_keys,
+        {%- if checkpointing %}
+        {{ valuation_positions_agg('row_hash', 'bigint', valuation_order) }} as row_hashes,
+        {{ valuation_positions_agg("case when transfer_key is not null then reference end", 'text', valuation_order) }} as transfer_references,
+        {%- else %}
+        null::bigint[] as row_hashes,
+        null::text[] as transfer_references,
+        {%- endif %}
+        {%- if is_incremental() %}
+        {{ valuation_positions_agg('ref_position', 'integer', valuation_order) }} as ref_positions,
+        {{ valuation_positions_agg('ref_fifo', 'numeric', valuation_order) }} as ref_fifos,
+        {{ valuation_positions_agg('ref_avco', 'numeric', valuation_order) }} as ref_avcos
+        {%- else %}
+        null::integer[] as ref_positions,
+        null::numeric[] as ref_fifos,
+        null::numeric[] as ref_avcos
+        {%- endif %}
     -- sorted by sku first, so that each SKU's movements are then put in order on their own (an incremental
     -- sort of ~1,000 rows at a time rather than one sort of the whole ledger)
     from (select * from keyed order by sku) as keyed
-    group by sku
+    group by sku, resume_after
 ),
 
 posted as (
     select
         skus.sku,
-        skus.sku_fingerprint,
         entries.*
     from skus
+    {%- if is_incremental() %}
+    inner join resume on resume.sku = skus.sku
+    {%- endif %}
     cross join lateral {{ valuation_post_sku_call([
         'skus.movement_ids', 'skus.source_names', 'skus.event_ids', 'skus.occurred_ats', 'skus.locations',
         'skus.movement_types', 'skus.quantities', 'skus.unit_costs', 'skus.match_groups',
-        'skus.match_source_groups', 'skus.transfer_keys']) }} as entries
+        'skus.match_source_groups', 'skus.transfer_keys', 'skus.row_hashes', 'skus.transfer_references',
+        'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.resume_after + 1',
+        ('resume.engine_state' if is_incremental() else 'null::jsonb'),
+        (checkpoint_interval ~ '' if checkpointing else 'null::integer'),
+        (checkpoints ~ '' if checkpointing else 'null::integer')]) }} as entries
 ),
 
 final as (
@@ -295,7 +553,8 @@ final as (
         line_cost_amount,
         provisional_unit_cost_base,
         layer_sequence,
-        case when entry_kind = 'movement' and valuation_sequence = 1 then sku_fingerprint end as sku_fingerprint
+        state_fingerprint as sku_fingerprint,
+        engine_state
     from posted
 )
 
