@@ -4,6 +4,7 @@ import dagster as dg
 
 import orchestration.defs
 from orchestration.defs.extract.factory import build_extract_definitions
+from orchestration.defs.quality.checks import BLOCKING_CHECK_KEYS, gx_checks
 from orchestration.defs.sync.factory import Guards, build_sync_definitions
 from orchestration.lib.dbt import LocalDbtCliResource, dbt_executable, dbt_project
 from orchestration.lib.registry import load_registry
@@ -30,8 +31,6 @@ def build_definitions(
     # Static definitions load from defs/; the channel assets come from the registry the settings name.
     registry = load_registry(settings.channels_file)
     extract = build_extract_definitions(registry)
-    from orchestration.defs.quality.checks import BLOCKING_CHECK_KEYS, gx_checks
-
     guards = Guards(blocking=tuple(BLOCKING_CHECK_KEYS), gx=tuple(k for check in gx_checks for k in check.check_keys))
     sync = build_sync_definitions(registry, default_status=sensor_status, guards=guards)
     return dg.Definitions.merge(dg.load_defs(orchestration.defs), extract, sync, dg.Definitions(resources=resources))

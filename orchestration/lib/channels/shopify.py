@@ -203,53 +203,34 @@ class ShopifyClient(ChannelClient):
         not: a quantity change leaves the item as it was). The lookback re-reads a margin for writes
         that become visible late; a level read twice keeps its source id and loads once."""
         if since is None:
-            yield from self._all_levels()
+            for item in self._nodes("InventoryLevels", LEVELS_QUERY, "inventoryItems", {
+                    "first": self.page_size, "levels": self.levels_per_item, "names": list(QUANTITY_NAMES)}):
+                yield from self._item_levels(item)
             return
         query = f"updated_at:>='{format_timestamp(since - self.lookback)}'"
-        for location in self._location_ids():
-            after: str | None = None
-            seen: set[str] = set()
-            while True:
-                data = self._graphql("ChangedInventoryLevels", CHANGED_LEVELS_QUERY, {
-                    "location": location, "first": self.changed_page_size, "after": after, "query": query,
-                    "names": list(QUANTITY_NAMES)})
-                found = data.get("location")
-                if found is None:  # deactivated between the two queries: nothing to read there
-                    break
-                levels = connection(self.channel, found.get("inventoryLevels"), "inventoryLevels")
-                for node in levels["nodes"]:
-                    # Landed in the shape of a full read's level (same source id, same payload).
-                    level = {k: v for k, v in node.items() if k != "item"}
-                    item = node.get("item") or {}
-                    yield self._level_record(
-                        {"id": item.get("id"), "sku": item.get("sku"), "tracked": item.get("tracked")}, level)
-                after = next_cursor(self.channel, levels, seen)
-                if after is None:
-                    break
+        for location in self._nodes("Locations", LOCATIONS_QUERY, "locations", {"first": 250}):
+            for node in self._nodes("ChangedInventoryLevels", CHANGED_LEVELS_QUERY, "location.inventoryLevels", {
+                    "location": location["id"], "first": self.changed_page_size, "query": query,
+                    "names": list(QUANTITY_NAMES)}):
+                # Landed in the shape of a full read's level (same source id, same payload).
+                item = node.get("item") or {}
+                yield self._level_record({"id": item.get("id"), "sku": item.get("sku"), "tracked": item.get("tracked")},
+                                         {k: v for k, v in node.items() if k != "item"})
 
-    def _location_ids(self) -> list[str]:
-        ids: list[str] = []
+    def _nodes(self, name: str, query: str, path: str, variables: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every node of the connection at `path` (dotted) in the answers, page after page. An object on
+        the path that is null (a location deactivated meanwhile) has nothing to read."""
         after: str | None = None
         seen: set[str] = set()
         while True:
-            data = self._graphql("Locations", LOCATIONS_QUERY, {"first": 250, "after": after})
-            conn = connection(self.channel, data.get("locations"), "locations")
-            ids += [node["id"] for node in conn["nodes"] if node.get("id")]
-            after = next_cursor(self.channel, conn, seen)
-            if after is None:
-                return ids
-
-    def _all_levels(self) -> Iterator[Record]:
-        """Every level of every inventory item, all pages."""
-        after: str | None = None
-        seen: set[str] = set()
-        while True:
-            data = self._graphql("InventoryLevels", LEVELS_QUERY, {
-                "first": self.page_size, "after": after, "levels": self.levels_per_item,
-                "names": list(QUANTITY_NAMES)})
-            conn = connection(self.channel, data.get("inventoryItems"), "inventoryItems")
-            for item in conn["nodes"]:
-                yield from self._item_levels(item)
+            found: Any = self._graphql(name, query, {**variables, "after": after})
+            *objects, last = path.split(".")
+            for key in objects:
+                found = found.get(key)
+                if found is None:
+                    return
+            conn = connection(self.channel, found.get(last), last)
+            yield from conn["nodes"]
             after = next_cursor(self.channel, conn, seen)
             if after is None:
                 return
