@@ -176,13 +176,15 @@ def cmd_simulate(args, settings: Settings) -> int:
 
 
 def cmd_dev(args, settings: Settings) -> int:
+    from orchestration.lib.dbt_warm import warm_dbt
+
     prepare(settings)
-    env = {**os.environ}
     dagster = Path(sys.executable).with_name("dagster")
     cmd = [str(dagster if dagster.exists() else "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
            "--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI: http://{args.host}:{args.port}  (Ctrl-C to stop)")
-    return subprocess.call(cmd, env=env, cwd=PROJECT_ROOT)
+    with warm_dbt():  # the runs the daemon launches build through it (orchestration.lib.dbt_warm)
+        return subprocess.call(cmd, env={**os.environ}, cwd=PROJECT_ROOT)
 
 
 def cmd_bench(args, settings: Settings) -> int:

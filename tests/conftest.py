@@ -22,6 +22,16 @@ settings.register_profile("nightly", max_examples=1000, deadline=None, print_blo
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_dbt_server():
+    """One warm dbt for the session: every dbt invocation (the `dbt` fixture, dagster-dbt in cycles) forks
+    from it instead of importing dbt-core again (orchestration.lib.dbt_warm; tests/unit/test_dbt_warm.py)."""
+    from orchestration.lib.dbt_warm import warm_dbt
+
+    with warm_dbt() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
 def session_settings(tmp_path_factory) -> Settings:
     home = tmp_path_factory.mktemp("inventory-sync-home")

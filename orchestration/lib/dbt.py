@@ -20,6 +20,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 from packaging import version
 
+from orchestration.lib.dbt_warm import real_dbt
 from orchestration.settings import DBT_PROJECT_DIR
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -32,9 +33,11 @@ class DbtProjectError(RuntimeError):
 
 
 def dbt_executable() -> str:
-    """dbt from this interpreter's environment (the venv), so `dagster dev` and tests find the same one."""
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    """dbt from this interpreter's environment (the venv), so `dagster dev` and tests find the same one:
+    `inventory-sync-dbt`, which is that dbt, run through a warm server when one is up
+    (orchestration.lib.dbt_warm)."""
+    warm = Path(sys.executable).with_name("inventory-sync-dbt")
+    return str(warm) if warm.exists() else real_dbt()
 
 
 class LocalDbtCliResource(DbtCliResource):
