@@ -135,6 +135,46 @@ def ensure_manifest() -> Path:
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
+# Quick builds leave a view alone when nothing it could be made of changed (orchestration.defs.sync's quick
+# jobs carry the tag; orchestration.defs.transform.dbt_assets applies it).
+QUICK_BUILD_TAG = "inventory-sync/quick-build"
+PROJECT_FINGERPRINT = "inventory_sync/dbt_project_fingerprint"
+PROJECT_FILES = ("models", "macros", "seeds", "snapshots", "data-tests", "dbt_project.yml", "profiles.yml")
+
+
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """A hash of everything a view's SQL can come from: every file of the dbt project (models, macros,
+    project and profile settings) and the dbt versions that compile and materialize it."""
+    from importlib.metadata import version as installed
+
+    digest = hashlib.sha256(f"{installed('dbt-core')}|{installed('dbt-postgres')}".encode())
+    for name in PROJECT_FILES:
+        root = project_dir / name
+        for path in sorted([root] if root.is_file() else root.rglob("*") if root.is_dir() else []):
+            if path.is_file():
+                digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def view_models(manifest: Mapping[str, Any]) -> dict[dg.AssetKey, tuple[str, str]]:
+    """The project's view models by asset key: (schema, relation name)."""
+    views = {}
+    for node in manifest["nodes"].values():
+        config = node.get("config") or {}
+        if node.get("resource_type") == "model" and config.get("materialized") == "view":
+            schema = config.get("schema") or node["schema"]
+            views[dg.AssetKey([schema, node["name"]])] = (node["schema"], node.get("alias") or node["name"])
+    return views
+
+
+def views_to_keep(views: Mapping[dg.AssetKey, tuple[str, str]], fingerprints: Mapping[dg.AssetKey, str | None],
+                  present: set[tuple[str, str]], fingerprint: str) -> list[str]:
+    """Of `views` (the selected ones), those a quick build need not create again: the relation is in the
+    database and its last build was made from the same project (`fingerprints`: what each view's latest
+    materialization recorded). Returned as dbt model names for `--exclude`."""
+    return sorted(key.path[-1] for key, relation in views.items()
+                  if relation in present and fingerprints.get(key) == fingerprint)
+
 
 class InventoryDbtTranslator(DagsterDbtTranslator):
     """Asset keys `<schema>/<model>` grouped by stage; sources map to `raw/<channel>/<entity>`."""

@@ -53,6 +53,47 @@ def test_dbt_build_runs_through_dagster(warehouse, session_settings, reference_r
         assert reasons == [("unknown_sku",)]
 
 
+def _materialized(run_id: str) -> set:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        return {e.dagster_event.asset_key
+                for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
+
+
+def test_quick_cycles_leave_unchanged_views_alone(warehouse, session_settings, reference_rows, monkeypatch):
+    """After the full build above, a quick cycle creates again only the views that are missing; a change
+    to the project's files (its fingerprint) makes it create every view again."""
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+    from orchestration.defs.sync.factory import QUICK_SYNC_JOB
+    from orchestration.defs.transform import dbt_assets
+    from orchestration.lib.runner import run_cycle
+
+    quick_job = build_definitions(session_settings).resolve_job_def(QUICK_SYNC_JOB)
+    staging = {key for key in dbt_assets.VIEWS if key.path[0] == "staging"} & quick_job.asset_layer.selected_asset_keys
+    assert len(staging) > 5
+    dropped = dg.AssetKey(["staging", "stg_file__skus"])
+    with warehouse.admin_connect(autocommit=True) as conn:
+        conn.execute("drop view staging.stg_file__skus")
+
+    quick = run_cycle(session_settings, push=False, quick=True)
+    assert quick.success, quick.summary()
+    built = _materialized(quick.run_id)
+    assert built & staging == {dropped}, "only the missing view is created again"
+    assert dg.AssetKey(["intermediate", "int_movements_unified"]) in built  # the tables are rebuilt
+    with warehouse.admin_connect() as conn:
+        assert conn.execute("select count(*) from staging.stg_file__skus").fetchone() is not None
+        assert conn.execute("select quantity_base from intermediate.int_movements_unified where sku = 'CYC-1'"
+                            " order by occurred_at").fetchall() == [(Decimal(24),), (Decimal(-5),)]
+
+    monkeypatch.setattr(dbt_assets, "project_fingerprint", lambda *_: "a changed project")
+    changed = run_cycle(session_settings, push=False, quick=True)
+    assert changed.success, changed.summary()
+    assert staging <= _materialized(changed.run_id)
+
+
 def cli(*args: str, env=None, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True, env=env, input=stdin)
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from orchestration.defs.extract.factory import channel_resource_key
+from orchestration.lib.dbt import QUICK_BUILD_TAG
 from orchestration.lib.extract import position
 from orchestration.lib.push import (
     PENDING,
@@ -367,6 +368,7 @@ def build_sync_definitions(registry: Registry,
         refresh_job_name(c.name),
         selection=dg.AssetSelection.assets(*raw_keys(c))
         | quick_path(dg.AssetSelection.assets(*raw_keys(c)).downstream(), selection_guards),
+        tags={QUICK_BUILD_TAG: "true"},
         description=f"Extract {c.name} and take the quick path from it: rebuild what its corrections and the "
                     "blocking checks depend on, re-check and re-plan (the full build with every dbt data test is "
                     "sync_inventory_job and the nightly reconciliation).")
@@ -375,6 +377,7 @@ def build_sync_definitions(registry: Registry,
     quick = dg.define_asset_job(
         QUICK_SYNC_JOB,
         selection=quick_path(dg.AssetSelection.all(), selection_guards) | dg.AssetSelection.assets(*push_keys),
+        tags={QUICK_BUILD_TAG: "true"},
         description="One quick sync cycle: extract every channel, rebuild only what corrections and the blocking "
                     "checks depend on, run the Great Expectations checks and the dbt tests of the outbound marts, "
                     "plan and push. The other marts and data tests wait for a full build (sync_inventory_job, the "
