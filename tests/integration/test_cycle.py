@@ -61,9 +61,18 @@ def _materialized(run_id: str) -> set:
                 for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
 
 
-def test_quick_cycles_leave_unchanged_views_alone(warehouse, session_settings, reference_rows, monkeypatch):
+def _step_starts(run_id: str) -> list[str]:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        return [e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
+
+
+def test_quick_cycles_leave_unchanged_views_alone_and_run_advisory_checks_last(
+        warehouse, session_settings, reference_rows, monkeypatch):
     """After the full build above, a quick cycle creates again only the views that are missing; a change
-    to the project's files (its fingerprint) makes it create every view again."""
+    to the project's files (its fingerprint) makes it create every view again. Checks that gate nothing
+    (non-blocking GX suites) run after the corrections are planned, not before."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
@@ -87,6 +96,11 @@ def test_quick_cycles_leave_unchanged_views_alone(warehouse, session_settings, r
         assert conn.execute("select count(*) from staging.stg_file__skus").fetchone() is not None
         assert conn.execute("select quantity_base from intermediate.int_movements_unified where sku = 'CYC-1'"
                             " order by occurred_at").fetchall() == [(Decimal(24),), (Decimal(-5),)]
+
+    steps = _step_starts(quick.run_id)
+    advisory = [i for i, step in enumerate(steps) if "gx_channel_drift" in step or "gx_negative_positions" in step]
+    gating = [i for i, step in enumerate(steps) if "_gx_" in step and i not in advisory] + [steps.index("ops__corrections")]
+    assert advisory and min(advisory) > max(gating), steps
 
     monkeypatch.setattr(dbt_assets, "project_fingerprint", lambda *_: "a changed project")
     changed = run_cycle(session_settings, push=False, quick=True)

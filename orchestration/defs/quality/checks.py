@@ -42,11 +42,17 @@ def defined_asset_keys(package=orchestration.defs, exclude: str = __package__) -
     return keys
 
 
+ADVISORY_PRIORITY = "-10"
+
+
 def build_gx_check(spec: SuiteSpec, schemas: Schemas = DEFAULT_SCHEMAS) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(list(spec.asset_key)),
         name=spec.check_name,
         blocking=spec.blocking,
+        # An advisory check gates nothing: it runs after every step a run can start instead (the pushes
+        # included), off the path from an event to its correction. Blocking checks keep their place.
+        op_tags={} if spec.blocking else {"dagster/priority": ADVISORY_PRIORITY},
         description=f"{spec.description} (GX suite `{spec.name}`, {spec.severity}{', blocking' if spec.blocking else ''})",
     )
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
