@@ -894,6 +894,7 @@ class ConvergenceProbe:
     def __init__(self, world: World, interval: float = 0.5, exclude: set[str] | frozenset[str] = frozenset()):
         self.world, self.interval, self.exclude = world, interval, set(exclude)
         self.latencies: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (when the change happened, monotonic; its latency)
         self._pending: dict[tuple[str, str], list[float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="convergence-probe", daemon=True)
@@ -912,7 +913,9 @@ class ConvergenceProbe:
         with self.world.lock:
             now = time.monotonic()
             for key in [k for k in self._pending if self.world.published_in_sync(k)]:
-                self.latencies += [now - t for t in self._pending.pop(key)]
+                for t in self._pending.pop(key):
+                    self.latencies.append(now - t)
+                    self.samples.append((t, now - t))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -926,9 +929,10 @@ class ConvergenceProbe:
                 self.world.observers.remove(self._observe)
         self.sample()
 
-    def pending_count(self) -> int:
-        """Changes not converged yet (censored: their latency is at least the time since they happened)."""
-        return sum(len(v) for v in self._pending.values())
+    def pending_count(self, since: float | None = None) -> int:
+        """Changes not converged yet (censored: their latency is at least the time since they happened);
+        with `since` (monotonic), only those that happened after it."""
+        return sum(1 for v in self._pending.values() for t in v if since is None or t >= since)
 
 
 def _shiphero_reason(mtype: str, reference: str, erp_id: str | None) -> str:

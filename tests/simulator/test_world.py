@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -204,6 +205,12 @@ def test_convergence_probe_times_a_change_until_every_channel_shows_it():
             world._sync_published()  # a sync publishes it
         probe.sample()
         assert probe.pending_count() == 0 and len(probe.latencies) == 1 and probe.latencies[0] >= 0
+        (happened, latency), = probe.samples  # when it happened, for figures split by time (the demo's steady state)
+        assert latency == probe.latencies[0] and happened <= time.monotonic() - latency
+        split = time.monotonic()
+        with world.lock:
+            world._log("receipt", lst.sku, lst.location, 5, unit_cost=Decimal("1"), reference="PO-U")
+        assert (probe.pending_count(), probe.pending_count(since=split), probe.pending_count(since=time.monotonic())) == (1, 1, 0)
     finally:
         probe.stop()
     assert probe._observe not in world.observers
