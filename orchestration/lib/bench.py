@@ -662,7 +662,7 @@ class Bench:
                 "method": (f"live: the demo retailer at {LIVE_SKUS} SKUs ({LIVE_RATE:g} events/s of live traffic with "
                            f"its fault plan during the first {LIVE_TRAFFIC_CYCLES} sync cycles, then up to "
                            f"{LIVE_CYCLES} in all until converged, back to back, the first full and the next quick; "
-                           "then the demo's final full build); latency = a stock change until every publishing "
+                           "then the demo's completing build); latency = a stock change until every publishing "
                            "channel shows what policy says, sampled every 0.5 s on the simulators; unconverged = "
                            "changes still waiting at the end; after_first_cycle = the changes made once the first "
                            "cycle (the initial load of a week of history) had finished: the steady state")}

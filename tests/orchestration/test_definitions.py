@@ -86,3 +86,17 @@ def test_quick_sync_job_rebuilds_what_corrections_and_blocking_checks_need_and_t
     assert exempt and not exempt & checks
     assert exempt | checks >= set(full.asset_layer.asset_graph.asset_check_keys) - {
         c for c in full.asset_layer.asset_graph.asset_check_keys if c.asset_key not in rebuilt}
+
+    # What the quick cycles leave is exactly what completes them: together they are a full build.
+    from orchestration.defs.sync.factory import COMPLETE_QUICK_JOB
+
+    complete = defs.resolve_job_def(COMPLETE_QUICK_JOB)
+    rest = set(complete.asset_layer.selected_asset_keys)
+    assert not rest & rebuilt, "nothing the quick cycle built is built again"
+    assert rest | rebuilt == set(full.asset_layer.selected_asset_keys)
+    assert {"marts/fct_stock_movements", "marts/fct_cost_of_goods", "marts/dim_skus"} <= {k.to_user_string() for k in rest}
+    assert not any(k.path[0] in ("raw", "push") for k in rest), "no extraction, no push"
+    rest_checks = set(complete.asset_layer.asset_graph.asset_check_keys)
+    assert not rest_checks & checks
+    assert rest_checks | checks == set(full.asset_layer.asset_graph.asset_check_keys)
+    assert exempt <= rest_checks

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 CORRECTIONS_KEY = dg.AssetKey(["ops", "corrections"])
 CORRECTIONS_HISTORY_KEY = dg.AssetKey(["ops", "corrections_history"])  # the dbt source on the same table
 QUICK_SYNC_JOB = "quick_sync_job"
+COMPLETE_QUICK_JOB = "complete_quick_cycles_job"
 PROBE_LIMIT = 500  # change-feed records a sensor tick looks at, at most
 WEBHOOK_CLIENTS = ("shopify", "square")
 
@@ -382,7 +383,17 @@ def build_sync_definitions(registry: Registry,
                     "checks depend on, run the Great Expectations checks and the dbt tests of the outbound marts, "
                     "plan and push. The other marts and data tests wait for a full build (sync_inventory_job, the "
                     "nightly reconciliation).")
-    all_jobs = [reconcile, quick, *jobs.values()]
+    quick_selection = quick_path(dg.AssetSelection.all(), selection_guards)
+    every_check = dg.AssetSelection.all() - dg.AssetSelection.all().without_checks()
+    complete = dg.define_asset_job(
+        COMPLETE_QUICK_JOB,
+        selection=(not_pushes.without_checks() - quick_selection.without_checks())
+        | (every_check - (quick_selection - quick_selection.without_checks())),
+        description="What quick cycles leave to a full build, and only that: the marts off the sync path and every "
+                    "check the quick path does not run, on the data the last quick cycle built (no extraction, no "
+                    "push). After quick cycles with nothing new since, it leaves the warehouse as a full build "
+                    "would; the demo ends with it.")
+    all_jobs = [reconcile, quick, complete, *jobs.values()]
     if channels:
         push_job = dg.define_asset_job(
             "push_corrections_job", selection=dg.AssetSelection.assets(*push_keys),
