@@ -210,36 +210,36 @@ row('open_layer'::text, v_recv, null::integer,
                 ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node, null::text, null::jsonb)
 {%- endmacro %}
 
-{#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
+{#- Movement i is a sale or receipt some return may reference (m_group[i] is set): the first one
     valued in each of its groups is the one a return of that group references; a sale's unit costs are
     kept for customer returns. Or it is a return (which always has a group): the first of its group is
     remembered for the checkpoints. -#}
 {% macro _register_candidate(fifo_unit, avco_unit) -%}
 if v_type = 'sale' or v_type = 'receipt' then
-                    if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
-                    if first_return[p_match_group[i]] is not null then
+                    if first_in_group[m_group[i]] is null then first_in_group[m_group[i]] := i; end if;
+                    if first_return[m_group[i]] is not null then
                         -- a return of this group valued before: a checkpoint between them would not see
                         -- this candidate (rule: see _capture_checkpoint)
                         v_k := n_cp;
-                        while v_k > 0 and cp_pos[v_k] >= first_return[p_match_group[i]] loop
+                        while v_k > 0 and cp_pos[v_k] >= first_return[m_group[i]] loop
                             cp_valid[v_k] := false;
                             v_k := v_k - 1;
                         end loop;
                     end if;
-                    if first_in_source_group[p_match_source_group[i]] is null then
-                        first_in_source_group[p_match_source_group[i]] := i;
+                    if first_in_source_group[m_source_group[i]] is null then
+                        first_in_source_group[m_source_group[i]] := i;
                     end if;
                     if v_type = 'sale' then sale_fifo[i] := {{ fifo_unit }}; sale_avco[i] := {{ avco_unit }}; end if;
-                elsif first_return[p_match_group[i]] is null then
+                elsif first_return[m_group[i]] is null then
                     -- a return: checkpoints from here on wait for its group's later candidates
-                    first_return[p_match_group[i]] := i;
+                    first_return[m_group[i]] := i;
                 end if;
 {%- endmacro %}
 
 {#- The position of the sale / receipt return i references, if valued before it (else null). -#}
 {% macro _referenced() -%}
-case when p_match_source_group[i] is not null then first_in_source_group[p_match_source_group[i]]
-                    else first_in_group[p_match_group[i]] end
+case when m_source_group[i] is not null then first_in_source_group[m_source_group[i]]
+                    else first_in_group[m_group[i]] end
 {%- endmacro %}
 
 {#- Append a FIFO layer to location li's queue. -#}
@@ -423,25 +423,32 @@ drop function if exists {{ schema }}.valuation_post_sku(
 drop function if exists {{ schema }}.valuation_post_sku(
     text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[]
 );
+-- ... and the one before the engine numbered groups and pools itself took them as integers.
+drop function if exists {{ schema }}.valuation_post_sku(
+    text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[],
+    bigint[], text[], integer[], numeric[], numeric[], integer, jsonb, integer, integer
+);
 
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
--- References come as group numbers the calling model gives within the SKU (any integers naming groups):
---   p_match_group         a customer_return / vendor_return: the group of the sales / receipts with the
---                         event_id it references; a sale / receipt that some return's group contains:
---                         its group (else null);
---   p_match_source_group  the same group narrowed to one source_name. A return has it only when its
---                         own source has a sale / receipt in the group: it then references the first of
---                         those, else the first of the whole group. Either counts only if valued before
---                         the return, which is when the engine has met it;
---   p_transfer_key        a transfer whose reference has a transfer_out in the SKU: the pair's in-transit
---                         pool (else null).
+-- References come as keys the calling model gives (any text naming a group within the SKU); the engine
+-- numbers them itself (one statement per SKU), so that the model needs no window function and can value
+-- SKUs in parallel workers (window functions are parallel restricted):
+--   p_match_key           a customer_return / vendor_return: the key of the group of the sales / receipts
+--                         with the event_id it references; a sale / receipt that some return's group
+--                         contains: its group's key (else null);
+--   p_match_by_source     the same group narrowed to the movement's own source_name. A return has it only
+--                         when its own source has a sale / receipt in the group: it then references the
+--                         first of those, else the first of the whole group. Either counts only if valued
+--                         before the return, which is when the engine has met it;
+--   p_reference           a transfer whose reference has a transfer_out in the SKU: that reference, which
+--                         names the pair's in-transit pool (else null). Pools are numbered in the order of
+--                         their references (as checkpoints list them) and saved by reference.
 -- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
 --   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
 --                         them and emits a `state` entry (checkpoint) at the end and at every
 --                         p_checkpoint_interval-th position among the last p_checkpoints × that many
 --                         (earlier ones would never be resumed from: the model looks no further back);
---   p_reference           for a transfer with a pool, its reference (pools are saved by reference);
 --   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
 --                         checkpoint saved after p_first - 1; the arrays are null there;
 --   p_ref_position, p_ref_fifo, p_ref_avco
@@ -456,11 +463,10 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_movement_type text[],
     p_quantity numeric[],
     p_unit_cost numeric[],
-    p_match_group integer[],
-    p_match_source_group integer[],
-    p_transfer_key integer[],
-    p_row_hash bigint[],
+    p_match_key text[],
+    p_match_by_source boolean[],
     p_reference text[],
+    p_row_hash bigint[],
     p_ref_position integer[],
     p_ref_fifo numeric[],
     p_ref_avco numeric[],
@@ -500,7 +506,11 @@ declare
     bk_cost numeric[] := '{}';
     bk_issue integer[] := '{}';
     bk_next integer[] := '{}';
-    -- in-transit pools, keyed by p_transfer_key
+    -- per movement, the numbers of its match group, its source's group and its pool (from the keys above)
+    m_group integer[];
+    m_source_group integer[];
+    t_key integer[];
+    -- in-transit pools, keyed by t_key
     n_pieces integer := 0;
     tp_qty numeric[] := '{}';
     tp_cost numeric[] := '{}';
@@ -576,10 +586,22 @@ declare
     v_seg_start integer;
     v_seg_end integer;
 begin
+    -- the keys numbered (dense, from 1; a pool's number follows its reference's order)
+    select
+        array_agg(g order by n), array_agg(sg order by n), array_agg(tk order by n)
+        into m_group, m_source_group, t_key
+    from (
+        select
+            n,
+            case when mk is not null then dense_rank() over (order by mk collate "C") end as g,
+            case when bs then dense_rank() over (order by mk collate "C", src collate "C") end as sg,
+            case when ref is not null then dense_rank() over (order by ref collate "default") end as tk
+        from unnest(p_match_key, p_match_by_source, p_source_name, p_reference) with ordinality as t(mk, bs, src, ref, n)
+    ) as numbered;
     if p_row_hash is not null then
         -- the reference of each pool, to save pools by reference
         v_keys := coalesce((
-            select jsonb_object_agg(r, k) from unnest(p_reference, p_transfer_key) as t(r, k) where k is not null
+            select jsonb_object_agg(r, k) from unnest(p_reference, t_key) as t(r, k) where k is not null
         ), '{}');
         for v_rec in select key as r, value::integer as k from jsonb_each_text(v_keys) loop
             pool_ref[v_rec.k] := v_rec.r;
@@ -630,7 +652,7 @@ begin
             backlog_tail[li] := n_backlog;
         end loop;
         -- pools keep the key the model gave their reference in this pass, or one of their own
-        v_max_key := coalesce((select max(k) from unnest(p_transfer_key) as k), 0);
+        v_max_key := coalesce((select max(k) from unnest(t_key) as k), 0);
         for v_rec in select e, n from jsonb_array_elements(p_state->'pools') with ordinality as t(e, n) loop
             v_key := coalesce((v_keys->>(v_rec.e->>0))::integer, v_max_key + v_rec.n::integer);
             v_keys := v_keys || jsonb_build_object(v_rec.e->>0, v_key);
@@ -679,7 +701,7 @@ begin
                 ------------------------------------------------------------------ issue
                 v_q := -v_delta;
                 -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
-                v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
+                v_key := case when v_type = 'transfer_out' then t_key[i] end;
                 if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
                     -- FIFO, the common case: the oldest layer covers the issue (what the general path below
                     -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
@@ -757,7 +779,7 @@ begin
                 return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
 
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("f_unit", "avco_avg[li]") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
@@ -768,7 +790,7 @@ begin
                 v_q := v_delta;
                 if v_type = 'transfer_in' then
                     -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
-                    v_key := p_transfer_key[i];
+                    v_key := t_key[i];
                     n_in := 0;
                     v_left := v_q;
                     if v_key is not null then
@@ -859,7 +881,7 @@ begin
                 end if;
 
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("f_unit", "v_avco_unit") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
@@ -868,7 +890,7 @@ begin
             else
                 ------------------------------------------------------------------ nothing moves
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("null", "null") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
@@ -917,4 +939,29 @@ begin
     end loop;
 end;
 $fn$;
+{%- endmacro %}
+
+
+{#- Planner settings (transaction-local, a pre_hook) for a full build of int_valuation_entries_posted, which
+    values its parts of SKUs in parallel: the UNION ALL of the parts as a Parallel Append under one Gather
+    (each part a serial plan in one worker), rather than parallel scans inside each part (which would
+    leave the engine, where the time goes, in one process). Hash joins only, besides the engine's lateral
+    call: unit tests and a freshly built ledger have no statistics, and the estimates of a part (a hash of
+    the sku) are far too low for nested loops or sorts for merge joins to be safe. -#}
+{% macro valuation_parallel_settings() -%}
+    {{ return(adapter.dispatch('valuation_parallel_settings')()) }}
+{%- endmacro %}
+
+
+{% macro default__valuation_parallel_settings() -%}
+{%- endmacro %}
+
+
+{% macro postgres__valuation_parallel_settings() -%}
+set local enable_nestloop = off;
+set local enable_mergejoin = off;
+set local min_parallel_table_scan_size = '8GB';
+set local min_parallel_index_scan_size = '8GB';
+set local parallel_setup_cost = 0;
+set local parallel_tuple_cost = 0
 {%- endmacro %}
