@@ -322,7 +322,9 @@ v_total := 0;
     order, so restoring them in node order rebuilds the lists exactly); pools that are empty (no
     pieces, AVCO quantity and value zero) are left out (a later movement of such a pool makes the
     model resume from further back). `refs` names the movements those nodes point at, which a
-    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. -#}
+    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. Built
+    as json (text) and cast to jsonb once: the same jsonb as building it with the jsonb functions, without
+    converting each nested array to jsonb and back. -#}
 {% macro _capture_checkpoint() -%}
 n_cp := n_cp + 1;
             cp_pos[n_cp] := i;
@@ -360,33 +362,33 @@ n_cp := n_cp + 1;
                         where pool_ref[k] is not null
                             and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
                     )
-                    select jsonb_build_object(
+                    select json_build_object(
                         'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
-                        'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
-                        'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
-                        'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
+                        'locs', to_json(v_locs), 'loc_qty', to_json(loc_qty), 'fifo_val', to_json(fifo_val),
+                        'last_cost', to_json(last_cost), 'avco_val', to_json(avco_val), 'avco_avg', to_json(avco_avg),
+                        'in_transit', json_build_array(tr_qty, tr_fifo, tr_avco),
                         'layers', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 k, array_position(v_locs, p_location[recv]), qty, cost, src, recv
                             ) order by k), '[]')
                             from live_layers
                         ),
                         'backlog', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 array_position(v_locs, p_location[issue]), qty, cost, issue
                             ) order by k), '[]')
                             from live_backlog
                         ),
                         'pools', (
-                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, val) order by k), '[]') from live_pools
+                            select coalesce(json_agg(json_build_array(ref, qty, val) order by k), '[]') from live_pools
                         ),
-                        'pool_refs', (select coalesce(jsonb_agg(ref order by k), '[]') from live_pools),
+                        'pool_refs', (select coalesce(json_agg(ref order by k), '[]') from live_pools),
                         'pieces', (
-                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, cost, src) order by k), '[]')
+                            select coalesce(json_agg(json_build_array(ref, qty, cost, src) order by k), '[]')
                             from live_pieces
                         ),
                         'refs', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r],
                                 p_movement_type[r], p_location[r]
                             ) order by r), '[]')
@@ -397,7 +399,7 @@ n_cp := n_cp + 1;
                                 union select src from live_pieces
                             ) as referenced
                         )
-                    )
+                    )::jsonb
                 );
             end if;
 {%- endmacro %}
@@ -945,7 +947,9 @@ $fn$;
 {#- Planner settings (transaction-local, a pre_hook) for a full build of int_valuation_entries_posted, which
     values its parts of SKUs in parallel: the UNION ALL of the parts as a Parallel Append under one Gather
     (each part a serial plan in one worker), rather than parallel scans inside each part (which would
-    leave the engine, where the time goes, in one process). Hash joins only, besides the engine's lateral
+    leave the engine, where the time goes, in one process). The leader only gathers and writes the
+    table: when it takes a part itself, it stops draining the workers' queues for as long as its part
+    runs, and the workers wait (it still runs everything when no worker could be launched). Hash joins only, besides the engine's lateral
     call: unit tests and a freshly built ledger have no statistics, and the estimates of a part (a hash of
     the sku) are far too low for nested loops or sorts for merge joins to be safe. -#}
 {% macro valuation_parallel_settings() -%}
@@ -963,5 +967,6 @@ set local enable_mergejoin = off;
 set local min_parallel_table_scan_size = '8GB';
 set local min_parallel_index_scan_size = '8GB';
 set local parallel_setup_cost = 0;
-set local parallel_tuple_cost = 0
+set local parallel_tuple_cost = 0;
+set local parallel_leader_participation = off
 {%- endmacro %}
