@@ -4,8 +4,14 @@
 -- `cost_line` (cost-of-goods lineage) and `open_layer`.
 --
 -- Performance (issue 4): one sort of the ledger, by sku and then, SKU by SKU, in valuation order. What
--- only some movements need (the pair of a transfer, the movement a return references) is found among
--- those movements alone and brought in by small joins, never by another pass over every movement.
+-- only some movements need (the pair of a transfer, the group of the movement a return references) is
+-- found among those movements alone and brought in by hash joins on small sets of keys, never by another
+-- pass over every movement, and without window functions: a full build values the SKUs in parts (var
+-- valuation_partitions, default 2: the cores of a small machine), by a hash of the sku, each part one
+-- serial plan from its own scan of the ledger to the engine, run side by side in parallel workers
+-- (Parallel Append; window functions and materialized CTEs are parallel restricted, and would keep it
+-- all in one process). The pre_hook's planner settings (valuation_parallel_settings) make that the plan.
+-- An incremental build values few SKUs and runs as one part.
 --
 -- Incremental (var valuation_incremental; dbt-postgres builds increments through a temporary table, which
 -- needs the TEMPORARY privilege on the database; without the var the model is a plain table and none of
