@@ -23,7 +23,9 @@
     (head/tail indexes, never shifted or copied); every array is only read or assigned element-wise,
     which PL/pgSQL does in place. The arithmetic is, expression for expression, the same as before those
     changes, so the values AND their numeric scales (compared as text by the dbt unit tests) are
-    unchanged, whichever path computes them.
+    unchanged, whichever path computes them. The function is parallel safe (it reads no table and
+    writes nothing), so a full build runs it in parallel workers, one part of the SKUs each (see the
+    model and valuation_parallel_settings below).
 
     Resuming (issue 4's incremental goal; rules in int_valuation_entries_posted's header): given row
     hashes, the pass also emits `state` entries (checkpoints): the fingerprint of the positions valued so

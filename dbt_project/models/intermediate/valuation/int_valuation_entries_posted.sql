@@ -67,7 +67,7 @@
 {%- set checkpoint_interval = var('valuation_checkpoint_interval', 64) | int -%}
 {%- set checkpoints = var('valuation_checkpoints', 4) | int -%}
 {#- Parts a full build values in parallel (an incremental build values few SKUs: one part). -#}
-{%- set partitions = 1 if is_incremental() else var('valuation_partitions', 2) | int -%}
+{%- set partitions = 1 if is_incremental() else [var('valuation_partitions', 2) | int, 1] | max -%}
 
 {#- What the valuation of a ledger row depends on, hashed; count and sum of these (exact: sum(bigint)
     is numeric) fingerprint a set of rows. -#}
