@@ -6,7 +6,8 @@
     model calls it. Both go through `adapter.dispatch` so another warehouse can bring its own engine.
 
     The function takes one SKU's movements as parallel arrays already in valuation order (index =
-    valuation_sequence; references resolved by the calling model, see the arguments) and returns a
+    valuation_sequence; transfers paired by the calling model, returns' references resolved here, see
+    the arguments) and returns a
     tagged set of entries: one `movement` entry per movement (both methods side by side), one
     `cost_line` entry per cost-of-goods line, and one `open_layer` entry per FIFO layer still open at
     the end. Taking arrays rather than reading a table keeps the model's own CTEs as its input, so dbt
@@ -435,19 +436,18 @@ drop function if exists {{ schema }}.valuation_post_sku(
 
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
--- References come as keys the calling model gives (any text naming a group within the SKU); the engine
--- numbers them itself (one statement per SKU), so that the model needs no window function and can value
--- SKUs in parallel workers (window functions are parallel restricted):
---   p_match_key           a customer_return / vendor_return: the key of the group of the sales / receipts
---                         with the event_id it references; a sale / receipt that some return's group
---                         contains: its group's key (else null);
---   p_match_by_source     the same group narrowed to the movement's own source_name. A return has it only
---                         when its own source has a sale / receipt in the group: it then references the
---                         first of those, else the first of the whole group. Either counts only if valued
---                         before the return, which is when the engine has met it;
---   p_reference           a transfer whose reference has a transfer_out in the SKU: that reference, which
---                         names the pair's in-transit pool (else null). Pools are numbered in the order of
---                         their references (as checkpoints list them) and saved by reference.
+-- References are resolved here, by one statement per SKU (window functions inside the function: the
+-- calling model needs none, so that it can value SKUs in parallel workers; window functions are parallel
+-- restricted). customer_return → sale and vendor_return → receipt, by event_id within the SKU (the
+-- movements given): a movement of the same source first, else the first of any source, valued before
+-- the return. The engine, meeting sales and receipts in valuation order, remembers the first of each
+-- group (kind and event_id; and of each source within it) that some return names; a return whose own
+-- source has a candidate in its group references that one (valued before it or not).
+--   p_reference           a customer_return / vendor_return: its reference; a transfer whose reference
+--                         has a transfer_out in the SKU (the model pairs them over the SKU's whole
+--                         history): that reference, which names the pair's in-transit pool (pools are
+--                         numbered in the order of their references, as checkpoints list them, and saved
+--                         by reference); else null.
 -- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
 --   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
 --                         them and emits a `state` entry (checkpoint) at the end and at every
@@ -455,9 +455,12 @@ drop function if exists {{ schema }}.valuation_post_sku(
 --                         (earlier ones would never be resumed from: the model looks no further back);
 --   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
 --                         checkpoint saved after p_first - 1; the arrays are null there;
---   p_ref_position, p_ref_fifo, p_ref_avco
+--   p_ref_position, p_ref_fifo, p_ref_avco, p_ref_same_source
 --                         a return whose sale / receipt lies before p_first (the model found it in the
---                         stored entries): its position and the unit costs that sale left at.
+--                         stored entries, own source first): its position, the unit costs that sale left
+--                         at, and whether it is of the return's own source. It is the one referenced
+--                         unless it is of another source and the return's own source has one from
+--                         p_first on.
 create or replace function {{ schema }}.valuation_post_sku(
     p_movement_id text[],
     p_source_name text[],
@@ -467,13 +470,12 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_movement_type text[],
     p_quantity numeric[],
     p_unit_cost numeric[],
-    p_match_key text[],
-    p_match_by_source boolean[],
     p_reference text[],
     p_row_hash bigint[],
     p_ref_position integer[],
     p_ref_fifo numeric[],
     p_ref_avco numeric[],
+    p_ref_same_source boolean[],
     p_first integer,
     p_state jsonb,
     p_checkpoint_interval integer,
@@ -510,10 +512,13 @@ declare
     bk_cost numeric[] := '{}';
     bk_issue integer[] := '{}';
     bk_next integer[] := '{}';
-    -- per movement, the numbers of its match group, its source's group and its pool (from the keys above)
+    -- per movement, the numbers of its match group and of its source's group within it (a sale / receipt
+    -- some return names, and the returns), its pool (a transfer), and the position of a return's sale /
+    -- receipt before p_first if that is the one it references
     m_group integer[];
     m_source_group integer[];
     t_key integer[];
+    m_ref_position integer[];
     -- in-transit pools, keyed by t_key
     n_pieces integer := 0;
     tp_qty numeric[] := '{}';
@@ -590,17 +595,44 @@ declare
     v_seg_start integer;
     v_seg_end integer;
 begin
-    -- the keys numbered (dense, from 1; a pool's number follows its reference's order)
+    -- the references resolved to numbers (dense, from 1; a pool's number follows its reference's order).
+    -- mk: the group's key, the kind and event_id (a return: the kind it references, and its reference)
     select
-        array_agg(g order by n), array_agg(sg order by n), array_agg(tk order by n)
-        into m_group, m_source_group, t_key
+        array_agg(g order by n), array_agg(sg order by n), array_agg(tk order by n), array_agg(rp order by n)
+        into m_group, m_source_group, t_key, m_ref_position
     from (
         select
             n,
-            case when mk is not null then dense_rank() over (order by mk collate "C") end as g,
-            case when bs then dense_rank() over (order by mk collate "C", src collate "C") end as sg,
-            case when ref is not null then dense_rank() over (order by ref collate "default") end as tk
-        from unnest(p_match_key, p_match_by_source, p_source_name, p_reference) with ordinality as t(mk, bs, src, ref, n)
+            case when concerned then dense_rank() over (order by mk collate "C") end as g,
+            case when by_source then dense_rank() over (order by mk collate "C", src collate "C") end as sg,
+            case when is_transfer and ref is not null then dense_rank() over (
+                order by case when is_transfer then ref end collate "default"
+            ) end as tk,
+            case when is_return and (same_source or not by_source) then rp end as rp
+        from (
+            select
+                *,
+                -- a sale / receipt: its group has a return; a return: its own source has a candidate
+                concerned and (not is_return or bool_or(not is_return) over (partition by mk, src)) as by_source
+            from (
+                select
+                    *,
+                    coalesce(bool_or(is_return) over (partition by mk), false) as concerned
+                from (
+                    select
+                        n, src, ref, rp, same_source,
+                        typ in ('customer_return', 'vendor_return') as is_return,
+                        typ in ('transfer_out', 'transfer_in') as is_transfer,
+                        case
+                            when typ in ('sale', 'receipt') then typ || coalesce(':' || eid, '')
+                            when typ = 'customer_return' then 'sale' || coalesce(':' || ref, '')
+                            when typ = 'vendor_return' then 'receipt' || coalesce(':' || ref, '')
+                        end as mk
+                    from unnest(p_movement_type, p_event_id, p_source_name, p_reference, p_ref_position, p_ref_same_source)
+                        with ordinality as t(typ, eid, src, ref, rp, same_source, n)
+                ) as typed
+            ) as grouped
+        ) as sourced
     ) as numbered;
     if p_row_hash is not null then
         -- the reference of each pool, to save pools by reference
@@ -721,7 +753,7 @@ begin
                     v_first_cost := null;
                     v_mixed := false;
                     v_line := 0;
-                    v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
+                    v_ref := case when v_type = 'vendor_return' then coalesce(m_ref_position[i], {{ _referenced() }}) end;
                     if v_ref is not null then
                         v_prev := 0;
                         while v_node > 0 and v_left > 0 loop
@@ -838,7 +870,7 @@ begin
                 else
                     -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
                     -- valued), anything else at its own cost; the fallback is the last cost / the average
-                    if v_type = 'customer_return' and p_ref_position[i] is not null then
+                    if v_type = 'customer_return' and m_ref_position[i] is not null then
                         -- its sale was valued before p_first: the model brings the costs it left at
                         v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
                         v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);

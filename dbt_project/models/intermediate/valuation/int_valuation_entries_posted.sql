@@ -3,10 +3,10 @@
 -- Output is tagged by `entry_kind`: `movement` (one per movement, FIFO and AVCO side by side),
 -- `cost_line` (cost-of-goods lineage) and `open_layer`.
 --
--- Performance (issue 4): one sort of the ledger, by sku and then, SKU by SKU, in valuation order. What
--- only some movements need (the pair of a transfer, the group of the movement a return references) is
--- found among those movements alone and brought in by hash joins on small sets of keys, never by another
--- pass over every movement, and without window functions: a full build values the SKUs in parts (var
+-- Performance (issue 4): one sort of the ledger, by sku and then, SKU by SKU, in valuation order. The
+-- pair of a transfer is found among the transfer_outs alone and brought in by one hash join; the sale /
+-- receipt a return references is found by the engine among the SKU's movements (one statement per SKU).
+-- No window function from the ledger to the engine: a full build values the SKUs in parts (var
 -- valuation_partitions, default 2: the cores of a small machine), by a hash of the sku, each part one
 -- serial plan from its own scan of the ledger to the engine, run side by side in parallel workers
 -- (Parallel Append; window functions and materialized CTEs are parallel restricted, and would keep it
@@ -338,61 +338,27 @@ movements as not materialized (
 ),
 {% endif %}
 
--- customer_return → sale and vendor_return → receipt, by event_id within the SKU: a movement of the same
--- source first, then the earliest in valuation order; it counts only if valued before the return. Sales
--- and receipts are never moved, so "earliest" is "first valued", and the engine, meeting them in
--- valuation order, finds it by itself given the group's key (match_key: the kind and the event_id, where
--- a return counts as the kind it references and by its reference) on the movements concerned (returns,
--- and the sales / receipts of a group with a return), and whether the movement's own source has a
--- candidate in the group (match_by_source; a return's own source's candidate then wins, valued before it
--- or not). When resuming, these are the rows after the resume point; a candidate before it is brought by
--- prefix_candidates.
-matchable as not materialized (
-    select
-        movements.*,
-        movement_type in ('customer_return', 'vendor_return') as is_return,
-        case when movement_type in ('sale', 'customer_return') then 'sale' else 'receipt' end
-            || coalesce(':' || case when movement_type in ('sale', 'receipt') then event_id else reference end, '')
-            as match_key
-    from movements
-),
-
--- the groups some return names
-returned as not materialized (
-    select distinct sku, match_key
-    from matchable
-    where is_return
-),
-
--- per such group, the sources that have a sale / receipt in it
-candidate_sources as (
-    select distinct matchable.sku, matchable.match_key, matchable.source_name
-    from matchable
-    inner join returned on returned.sku = matchable.sku and returned.match_key = matchable.match_key
-    where matchable.movement_type in ('sale', 'receipt')
-),
-
 -- Every movement once, with what the engine needs beyond its ledger row: a transfer its pair (from
--- pair_outs), a sale, receipt or return its match group (group keys only where a return is concerned).
--- Rows keep their own (occurred_at, event_id, source_name) as order key, except a moved transfer_in.
--- One scan and hash joins on small sets of keys, no window and no union: each part of a full build is
--- one serial plan, so that the parts can run in parallel (see `posted`). Unit tests and a freshly built
--- ledger have no statistics: the pre_hook rules out nested loops.
-joined as not materialized (
+-- pair_outs: the engine values a transfer_in whose pair has a transfer_out from that pair's in-transit
+-- pool, and after it); a return its reference, which the engine resolves itself among the movements it is
+-- given (when resuming: a candidate before the resume point is brought by prefix_candidates). Rows keep
+-- their own (occurred_at, event_id, source_name) as order key, except a moved transfer_in. One scan and a
+-- hash join, no window and no union: each part of a full build is one serial plan, so that the parts can
+-- run in parallel (see `posted`). Unit tests and a freshly built ledger have no statistics: the pre_hook
+-- rules out nested loops.
+joined as (
     select
-        matchable.sku, matchable.movement_id, matchable.source_name, matchable.event_id, matchable.occurred_at,
-        matchable.location, matchable.movement_type, matchable.quantity_base, matchable.unit_cost_base,
-        matchable.reference, matchable.row_hash, matchable.resume_after,
-        case when pair_outs.sku is not null then matchable.reference end as transfer_reference,
-        case when matchable.is_return or returned.sku is not null then matchable.match_key end as match_key,
+        movements.sku, movements.movement_id, movements.source_name, movements.event_id, movements.occurred_at,
+        movements.location, movements.movement_type, movements.quantity_base, movements.unit_cost_base,
+        movements.reference, movements.row_hash, movements.resume_after,
         case
-            when matchable.is_return then candidate_sources.sku is not null
-            else returned.sku is not null
-        end as match_by_source,
+            when pair_outs.sku is not null or movements.movement_type in ('customer_return', 'vendor_return')
+                then movements.reference
+        end as reference_key,
         coalesce(
-            matchable.movement_type = 'transfer_in'
+            movements.movement_type = 'transfer_in'
             and pair_outs.sku is not null
-            and (matchable.occurred_at, matchable.event_id collate "C", matchable.source_name collate "C")
+            and (movements.occurred_at, movements.event_id collate "C", movements.source_name collate "C")
             < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
             false
         ) as is_moved_after_pair,
@@ -400,44 +366,27 @@ joined as not materialized (
         pair_outs.pair_event_id,
         pair_outs.pair_source_name
         {%- if is_incremental() %},
-        prefix_candidates.same_source as prefix_same_source,
-        prefix_candidates.valuation_sequence as prefix_position,
-        prefix_candidates.fifo_unit_cost_applied as prefix_fifo,
-        prefix_candidates.avco_unit_cost_applied as prefix_avco
+        prefix_candidates.same_source as ref_same_source,
+        prefix_candidates.valuation_sequence as ref_position,
+        prefix_candidates.fifo_unit_cost_applied as ref_fifo,
+        prefix_candidates.avco_unit_cost_applied as ref_avco
         {%- endif %}
-    from matchable
+    from movements
     left join pair_outs
-        on matchable.movement_type in ('transfer_out', 'transfer_in')
-        and pair_outs.sku = matchable.sku
-        and pair_outs.reference = matchable.reference
-    left join returned
-        on matchable.movement_type in ('sale', 'receipt')
-        and returned.sku = matchable.sku
-        and returned.match_key = matchable.match_key
-    left join candidate_sources
-        on matchable.is_return
-        and candidate_sources.sku = matchable.sku
-        and candidate_sources.match_key = matchable.match_key
-        and candidate_sources.source_name = matchable.source_name
+        on movements.movement_type in ('transfer_out', 'transfer_in')
+        and pair_outs.sku = movements.sku
+        and pair_outs.reference = movements.reference
     {%- if is_incremental() %}
-    left join prefix_candidates on prefix_candidates.movement_id = matchable.movement_id
+    left join prefix_candidates on prefix_candidates.movement_id = movements.movement_id
     {%- endif %}
 ),
 
 keyed as (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference, row_hash, resume_after, transfer_reference, match_key, match_by_source,
+        unit_cost_base, reference, row_hash, resume_after, reference_key,
         {%- if is_incremental() %}
-        -- a candidate before the resume point: its own source's if it has one, else the first of any
-        -- source unless its own source has one after the resume point (which then wins)
-        case when prefix_same_source or not match_by_source then prefix_position end as ref_position,
-        case when prefix_same_source or not match_by_source then prefix_fifo end as ref_fifo,
-        case when prefix_same_source or not match_by_source then prefix_avco end as ref_avco,
-        {%- else %}
-        null::integer as ref_position,
-        null::numeric as ref_fifo,
-        null::numeric as ref_avco,
+        ref_position, ref_fifo, ref_avco, ref_same_source,
         {%- endif %}
         is_moved_after_pair,
         case when is_moved_after_pair then pair_occurred_at else occurred_at end as order_at,
@@ -462,9 +411,7 @@ skus as {% if partitions > 1 %}not materialized {% endif %}(
         {{ valuation_positions_agg('movement_type', 'text', valuation_order) }} as movement_types,
         {{ valuation_positions_agg('quantity_base', 'numeric', valuation_order) }} as quantities,
         {{ valuation_positions_agg('unit_cost_base', 'numeric', valuation_order) }} as unit_costs,
-        {{ valuation_positions_agg('match_key', 'text', valuation_order) }} as match_keys,
-        {{ valuation_positions_agg('match_by_source', 'boolean', valuation_order) }} as match_by_sources,
-        {{ valuation_positions_agg('transfer_reference', 'text', valuation_order) }} as transfer_references,
+        {{ valuation_positions_agg('reference_key', 'text', valuation_order) }} as reference_keys,
         {%- if checkpointing %}
         {{ valuation_positions_agg('row_hash', 'bigint', valuation_order) }} as row_hashes,
         {%- else %}
@@ -473,11 +420,13 @@ skus as {% if partitions > 1 %}not materialized {% endif %}(
         {%- if is_incremental() %}
         {{ valuation_positions_agg('ref_position', 'integer', valuation_order) }} as ref_positions,
         {{ valuation_positions_agg('ref_fifo', 'numeric', valuation_order) }} as ref_fifos,
-        {{ valuation_positions_agg('ref_avco', 'numeric', valuation_order) }} as ref_avcos
+        {{ valuation_positions_agg('ref_avco', 'numeric', valuation_order) }} as ref_avcos,
+        {{ valuation_positions_agg('ref_same_source', 'boolean', valuation_order) }} as ref_same_sources
         {%- else %}
         null::integer[] as ref_positions,
         null::numeric[] as ref_fifos,
-        null::numeric[] as ref_avcos
+        null::numeric[] as ref_avcos,
+        null::boolean[] as ref_same_sources
         {%- endif %}
     -- sorted by sku first, so that each SKU's movements are then put in order on their own (an incremental
     -- sort of ~1,000 rows at a time rather than one sort of the whole ledger)
@@ -501,9 +450,8 @@ posted as (
     {%- endif %}
     cross join lateral {{ valuation_post_sku_call([
         'skus.movement_ids', 'skus.source_names', 'skus.event_ids', 'skus.occurred_ats', 'skus.locations',
-        'skus.movement_types', 'skus.quantities', 'skus.unit_costs', 'skus.match_keys',
-        'skus.match_by_sources', 'skus.transfer_references', 'skus.row_hashes',
-        'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.resume_after + 1',
+        'skus.movement_types', 'skus.quantities', 'skus.unit_costs', 'skus.reference_keys', 'skus.row_hashes',
+        'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.ref_same_sources', 'skus.resume_after + 1',
         ('resume.engine_state' if is_incremental() else 'null::jsonb'),
         (checkpoint_interval ~ '' if checkpointing else 'null::integer'),
         (checkpoints ~ '' if checkpointing else 'null::integer')]) }} as entries
