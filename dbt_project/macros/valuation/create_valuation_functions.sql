@@ -6,7 +6,8 @@
     model calls it. Both go through `adapter.dispatch` so another warehouse can bring its own engine.
 
     The function takes one SKU's movements as parallel arrays already in valuation order (index =
-    valuation_sequence; references resolved by the calling model, see the arguments) and returns a
+    valuation_sequence; transfers paired by the calling model, returns' references resolved here, see
+    the arguments) and returns a
     tagged set of entries: one `movement` entry per movement (both methods side by side), one
     `cost_line` entry per cost-of-goods line, and one `open_layer` entry per FIFO layer still open at
     the end. Taking arrays rather than reading a table keeps the model's own CTEs as its input, so dbt
@@ -23,7 +24,9 @@
     (head/tail indexes, never shifted or copied); every array is only read or assigned element-wise,
     which PL/pgSQL does in place. The arithmetic is, expression for expression, the same as before those
     changes, so the values AND their numeric scales (compared as text by the dbt unit tests) are
-    unchanged, whichever path computes them.
+    unchanged, whichever path computes them. The function is parallel safe (it reads no table and
+    writes nothing), so a full build runs it in parallel workers, one part of the SKUs each (see the
+    model and valuation_parallel_settings below).
 
     Resuming (issue 4's incremental goal; rules in int_valuation_entries_posted's header): given row
     hashes, the pass also emits `state` entries (checkpoints): the fingerprint of the positions valued so
@@ -210,36 +213,36 @@ row('open_layer'::text, v_recv, null::integer,
                 ly_qty[v_node], ly_cost[v_node], ly_qty[v_node] * ly_cost[v_node], null::numeric, v_node, null::text, null::jsonb)
 {%- endmacro %}
 
-{#- Movement i is a sale or receipt some return may reference (p_match_group[i] is set): the first one
+{#- Movement i is a sale or receipt some return may reference (m_group[i] is set): the first one
     valued in each of its groups is the one a return of that group references; a sale's unit costs are
     kept for customer returns. Or it is a return (which always has a group): the first of its group is
     remembered for the checkpoints. -#}
 {% macro _register_candidate(fifo_unit, avco_unit) -%}
 if v_type = 'sale' or v_type = 'receipt' then
-                    if first_in_group[p_match_group[i]] is null then first_in_group[p_match_group[i]] := i; end if;
-                    if first_return[p_match_group[i]] is not null then
+                    if first_in_group[m_group[i]] is null then first_in_group[m_group[i]] := i; end if;
+                    if first_return[m_group[i]] is not null then
                         -- a return of this group valued before: a checkpoint between them would not see
                         -- this candidate (rule: see _capture_checkpoint)
                         v_k := n_cp;
-                        while v_k > 0 and cp_pos[v_k] >= first_return[p_match_group[i]] loop
+                        while v_k > 0 and cp_pos[v_k] >= first_return[m_group[i]] loop
                             cp_valid[v_k] := false;
                             v_k := v_k - 1;
                         end loop;
                     end if;
-                    if first_in_source_group[p_match_source_group[i]] is null then
-                        first_in_source_group[p_match_source_group[i]] := i;
+                    if first_in_source_group[m_source_group[i]] is null then
+                        first_in_source_group[m_source_group[i]] := i;
                     end if;
                     if v_type = 'sale' then sale_fifo[i] := {{ fifo_unit }}; sale_avco[i] := {{ avco_unit }}; end if;
-                elsif first_return[p_match_group[i]] is null then
+                elsif first_return[m_group[i]] is null then
                     -- a return: checkpoints from here on wait for its group's later candidates
-                    first_return[p_match_group[i]] := i;
+                    first_return[m_group[i]] := i;
                 end if;
 {%- endmacro %}
 
 {#- The position of the sale / receipt return i references, if valued before it (else null). -#}
 {% macro _referenced() -%}
-case when p_match_source_group[i] is not null then first_in_source_group[p_match_source_group[i]]
-                    else first_in_group[p_match_group[i]] end
+case when m_source_group[i] is not null then first_in_source_group[m_source_group[i]]
+                    else first_in_group[m_group[i]] end
 {%- endmacro %}
 
 {#- Append a FIFO layer to location li's queue. -#}
@@ -322,7 +325,9 @@ v_total := 0;
     order, so restoring them in node order rebuilds the lists exactly); pools that are empty (no
     pieces, AVCO quantity and value zero) are left out (a later movement of such a pool makes the
     model resume from further back). `refs` names the movements those nodes point at, which a
-    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. -#}
+    resumed pass no longer receives. Numbers go through jsonb as numeric: value and scale survive. Built
+    as json (text) and cast to jsonb once: the same jsonb as building it with the jsonb functions, without
+    converting each nested array to jsonb and back. -#}
 {% macro _capture_checkpoint() -%}
 n_cp := n_cp + 1;
             cp_pos[n_cp] := i;
@@ -360,33 +365,33 @@ n_cp := n_cp + 1;
                         where pool_ref[k] is not null
                             and (coalesce(pool_head[k], 0) > 0 or pool_avco_qty[k] <> 0 or pool_avco_val[k] <> 0)
                     )
-                    select jsonb_build_object(
+                    select json_build_object(
                         'fp_count', v_fp_count, 'fp_sum', v_fp_sum, 'n_layers', n_layers,
-                        'locs', to_jsonb(v_locs), 'loc_qty', to_jsonb(loc_qty), 'fifo_val', to_jsonb(fifo_val),
-                        'last_cost', to_jsonb(last_cost), 'avco_val', to_jsonb(avco_val), 'avco_avg', to_jsonb(avco_avg),
-                        'in_transit', jsonb_build_array(tr_qty, tr_fifo, tr_avco),
+                        'locs', to_json(v_locs), 'loc_qty', to_json(loc_qty), 'fifo_val', to_json(fifo_val),
+                        'last_cost', to_json(last_cost), 'avco_val', to_json(avco_val), 'avco_avg', to_json(avco_avg),
+                        'in_transit', json_build_array(tr_qty, tr_fifo, tr_avco),
                         'layers', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 k, array_position(v_locs, p_location[recv]), qty, cost, src, recv
                             ) order by k), '[]')
                             from live_layers
                         ),
                         'backlog', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 array_position(v_locs, p_location[issue]), qty, cost, issue
                             ) order by k), '[]')
                             from live_backlog
                         ),
                         'pools', (
-                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, val) order by k), '[]') from live_pools
+                            select coalesce(json_agg(json_build_array(ref, qty, val) order by k), '[]') from live_pools
                         ),
-                        'pool_refs', (select coalesce(jsonb_agg(ref order by k), '[]') from live_pools),
+                        'pool_refs', (select coalesce(json_agg(ref order by k), '[]') from live_pools),
                         'pieces', (
-                            select coalesce(jsonb_agg(jsonb_build_array(ref, qty, cost, src) order by k), '[]')
+                            select coalesce(json_agg(json_build_array(ref, qty, cost, src) order by k), '[]')
                             from live_pieces
                         ),
                         'refs', (
-                            select coalesce(jsonb_agg(jsonb_build_array(
+                            select coalesce(json_agg(json_build_array(
                                 r, p_movement_id[r], p_source_name[r], p_event_id[r], p_occurred_at[r],
                                 p_movement_type[r], p_location[r]
                             ) order by r), '[]')
@@ -397,7 +402,7 @@ n_cp := n_cp + 1;
                                 union select src from live_pieces
                             ) as referenced
                         )
-                    )
+                    )::jsonb
                 );
             end if;
 {%- endmacro %}
@@ -423,30 +428,39 @@ drop function if exists {{ schema }}.valuation_post_sku(
 drop function if exists {{ schema }}.valuation_post_sku(
     text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[]
 );
+-- ... and the one before the engine numbered groups and pools itself took them as integers.
+drop function if exists {{ schema }}.valuation_post_sku(
+    text[], text[], text[], timestamptz[], text[], text[], numeric[], numeric[], integer[], integer[], integer[],
+    bigint[], text[], integer[], numeric[], numeric[], integer, jsonb, integer, integer
+);
 
 -- Inputs are one SKU's movements in valuation order (index = valuation_sequence). The identifying
 -- arrays (movement_id … occurred_at) are only echoed into the output, so no join is needed afterwards.
--- References come as group numbers the calling model gives within the SKU (any integers naming groups):
---   p_match_group         a customer_return / vendor_return: the group of the sales / receipts with the
---                         event_id it references; a sale / receipt that some return's group contains:
---                         its group (else null);
---   p_match_source_group  the same group narrowed to one source_name. A return has it only when its
---                         own source has a sale / receipt in the group: it then references the first of
---                         those, else the first of the whole group. Either counts only if valued before
---                         the return, which is when the engine has met it;
---   p_transfer_key        a transfer whose reference has a transfer_out in the SKU: the pair's in-transit
---                         pool (else null).
+-- References are resolved here, by one statement per SKU (window functions inside the function: the
+-- calling model needs none, so that it can value SKUs in parallel workers; window functions are parallel
+-- restricted). customer_return → sale and vendor_return → receipt, by event_id within the SKU (the
+-- movements given): a movement of the same source first, else the first of any source, valued before
+-- the return. The engine, meeting sales and receipts in valuation order, remembers the first of each
+-- group (kind and event_id; and of each source within it) that some return names; a return whose own
+-- source has a candidate in its group references that one (valued before it or not).
+--   p_reference           a customer_return / vendor_return: its reference; a transfer whose reference
+--                         has a transfer_out in the SKU (the model pairs them over the SKU's whole
+--                         history): that reference, which names the pair's in-transit pool (pools are
+--                         numbered in the order of their references, as checkpoints list them, and saved
+--                         by reference); else null.
 -- Checkpoints and resuming (null / not given: no checkpoints, the pass starts at 1 with nothing carried):
 --   p_row_hash            the ledger row's hash (the model's row_hash): the pass keeps count and sum of
 --                         them and emits a `state` entry (checkpoint) at the end and at every
 --                         p_checkpoint_interval-th position among the last p_checkpoints × that many
 --                         (earlier ones would never be resumed from: the model looks no further back);
---   p_reference           for a transfer with a pool, its reference (pools are saved by reference);
 --   p_first, p_state      resume: positions 1 .. p_first - 1 are valued already and p_state is the
 --                         checkpoint saved after p_first - 1; the arrays are null there;
---   p_ref_position, p_ref_fifo, p_ref_avco
+--   p_ref_position, p_ref_fifo, p_ref_avco, p_ref_same_source
 --                         a return whose sale / receipt lies before p_first (the model found it in the
---                         stored entries): its position and the unit costs that sale left at.
+--                         stored entries, own source first): its position, the unit costs that sale left
+--                         at, and whether it is of the return's own source. It is the one referenced
+--                         unless it is of another source and the return's own source has one from
+--                         p_first on.
 create or replace function {{ schema }}.valuation_post_sku(
     p_movement_id text[],
     p_source_name text[],
@@ -456,14 +470,12 @@ create or replace function {{ schema }}.valuation_post_sku(
     p_movement_type text[],
     p_quantity numeric[],
     p_unit_cost numeric[],
-    p_match_group integer[],
-    p_match_source_group integer[],
-    p_transfer_key integer[],
-    p_row_hash bigint[],
     p_reference text[],
+    p_row_hash bigint[],
     p_ref_position integer[],
     p_ref_fifo numeric[],
     p_ref_avco numeric[],
+    p_ref_same_source boolean[],
     p_first integer,
     p_state jsonb,
     p_checkpoint_interval integer,
@@ -500,7 +512,14 @@ declare
     bk_cost numeric[] := '{}';
     bk_issue integer[] := '{}';
     bk_next integer[] := '{}';
-    -- in-transit pools, keyed by p_transfer_key
+    -- per movement, the numbers of its match group and of its source's group within it (a sale / receipt
+    -- some return names, and the returns), its pool (a transfer), and the position of a return's sale /
+    -- receipt before p_first if that is the one it references
+    m_group integer[];
+    m_source_group integer[];
+    t_key integer[];
+    m_ref_position integer[];
+    -- in-transit pools, keyed by t_key
     n_pieces integer := 0;
     tp_qty numeric[] := '{}';
     tp_cost numeric[] := '{}';
@@ -576,10 +595,49 @@ declare
     v_seg_start integer;
     v_seg_end integer;
 begin
+    -- the references resolved to numbers (dense, from 1; a pool's number follows its reference's order).
+    -- mk: the group's key, the kind and event_id (a return: the kind it references, and its reference)
+    select
+        array_agg(g order by n), array_agg(sg order by n), array_agg(tk order by n), array_agg(rp order by n)
+        into m_group, m_source_group, t_key, m_ref_position
+    from (
+        select
+            n,
+            case when concerned then dense_rank() over (order by mk collate "C") end as g,
+            case when by_source then dense_rank() over (order by mk collate "C", src collate "C") end as sg,
+            case when is_transfer and ref is not null then dense_rank() over (
+                order by case when is_transfer then ref end collate "default"
+            ) end as tk,
+            case when is_return and (same_source or not by_source) then rp end as rp
+        from (
+            select
+                *,
+                -- a sale / receipt: its group has a return; a return: its own source has a candidate
+                concerned and (not is_return or bool_or(not is_return) over (partition by mk, src)) as by_source
+            from (
+                select
+                    *,
+                    coalesce(bool_or(is_return) over (partition by mk), false) as concerned
+                from (
+                    select
+                        n, src, ref, rp, same_source,
+                        typ in ('customer_return', 'vendor_return') as is_return,
+                        typ in ('transfer_out', 'transfer_in') as is_transfer,
+                        case
+                            when typ in ('sale', 'receipt') then typ || coalesce(':' || eid, '')
+                            when typ = 'customer_return' then 'sale' || coalesce(':' || ref, '')
+                            when typ = 'vendor_return' then 'receipt' || coalesce(':' || ref, '')
+                        end as mk
+                    from unnest(p_movement_type, p_event_id, p_source_name, p_reference, p_ref_position, p_ref_same_source)
+                        with ordinality as t(typ, eid, src, ref, rp, same_source, n)
+                ) as typed
+            ) as grouped
+        ) as sourced
+    ) as numbered;
     if p_row_hash is not null then
         -- the reference of each pool, to save pools by reference
         v_keys := coalesce((
-            select jsonb_object_agg(r, k) from unnest(p_reference, p_transfer_key) as t(r, k) where k is not null
+            select jsonb_object_agg(r, k) from unnest(p_reference, t_key) as t(r, k) where k is not null
         ), '{}');
         for v_rec in select key as r, value::integer as k from jsonb_each_text(v_keys) loop
             pool_ref[v_rec.k] := v_rec.r;
@@ -630,7 +688,7 @@ begin
             backlog_tail[li] := n_backlog;
         end loop;
         -- pools keep the key the model gave their reference in this pass, or one of their own
-        v_max_key := coalesce((select max(k) from unnest(p_transfer_key) as k), 0);
+        v_max_key := coalesce((select max(k) from unnest(t_key) as k), 0);
         for v_rec in select e, n from jsonb_array_elements(p_state->'pools') with ordinality as t(e, n) loop
             v_key := coalesce((v_keys->>(v_rec.e->>0))::integer, v_max_key + v_rec.n::integer);
             v_keys := v_keys || jsonb_build_object(v_rec.e->>0, v_key);
@@ -679,7 +737,7 @@ begin
                 ------------------------------------------------------------------ issue
                 v_q := -v_delta;
                 -- a transfer_out with a pair puts what leaves into the pair's in-transit pool
-                v_key := case when v_type = 'transfer_out' then p_transfer_key[i] end;
+                v_key := case when v_type = 'transfer_out' then t_key[i] end;
                 if ly_qty[layer_head[li]] > v_q and v_key is null and v_type <> 'vendor_return' then
                     -- FIFO, the common case: the oldest layer covers the issue (what the general path below
                     -- computes for it: one `layer` line of v_q at its cost, 0 + v_q × cost in total)
@@ -695,7 +753,7 @@ begin
                     v_first_cost := null;
                     v_mixed := false;
                     v_line := 0;
-                    v_ref := case when v_type = 'vendor_return' then coalesce(p_ref_position[i], {{ _referenced() }}) end;
+                    v_ref := case when v_type = 'vendor_return' then coalesce(m_ref_position[i], {{ _referenced() }}) end;
                     if v_ref is not null then
                         v_prev := 0;
                         while v_node > 0 and v_left > 0 loop
@@ -757,7 +815,7 @@ begin
                 return next {{ _cost_line_entry("1", "'avco'", "'average'", "i", "null", "v_q", "avco_avg[li]", "v_amount") }};
 
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("f_unit", "avco_avg[li]") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "f_unit", "-v_total", "0::numeric",
@@ -768,7 +826,7 @@ begin
                 v_q := v_delta;
                 if v_type = 'transfer_in' then
                     -- FIFO: the pieces of the pool, oldest first; beyond it, the fallback cost
-                    v_key := p_transfer_key[i];
+                    v_key := t_key[i];
                     n_in := 0;
                     v_left := v_q;
                     if v_key is not null then
@@ -812,7 +870,7 @@ begin
                 else
                     -- one piece: a referenced customer_return at its sale's unit costs (once that sale is
                     -- valued), anything else at its own cost; the fallback is the last cost / the average
-                    if v_type = 'customer_return' and p_ref_position[i] is not null then
+                    if v_type = 'customer_return' and m_ref_position[i] is not null then
                         -- its sale was valued before p_first: the model brings the costs it left at
                         v_cost := coalesce(p_ref_fifo[i], last_cost[li]);
                         v_avco_unit := coalesce(p_ref_avco[i], avco_avg[li]);
@@ -859,7 +917,7 @@ begin
                 end if;
 
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("f_unit", "v_avco_unit") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "f_unit", "f_change", "v_reval",
@@ -868,7 +926,7 @@ begin
             else
                 ------------------------------------------------------------------ nothing moves
                 loc_qty[li] := loc_qty[li] + v_delta;
-                if p_match_group[i] is not null then
+                if m_group[i] is not null then
                     {{ _register_candidate("null", "null") }}
                 end if;
                 return next {{ _movement_entry("v_delta", "null::numeric", "0::numeric", "0::numeric",
@@ -917,4 +975,32 @@ begin
     end loop;
 end;
 $fn$;
+{%- endmacro %}
+
+
+{#- Planner settings (transaction-local, a pre_hook) for a full build of int_valuation_entries_posted, which
+    values its parts of SKUs in parallel: the UNION ALL of the parts as a Parallel Append under one Gather
+    (each part a serial plan in one worker), rather than parallel scans inside each part (which would
+    leave the engine, where the time goes, in one process). The leader only gathers and writes the
+    table: when it takes a part itself, it stops draining the workers' queues for as long as its part
+    runs, and the workers wait (it still runs everything when no worker could be launched). Hash joins only, besides the engine's lateral
+    call: unit tests and a freshly built ledger have no statistics, and the estimates of a part (a hash of
+    the sku) are far too low for nested loops or sorts for merge joins to be safe. -#}
+{% macro valuation_parallel_settings() -%}
+    {{ return(adapter.dispatch('valuation_parallel_settings')()) }}
+{%- endmacro %}
+
+
+{% macro default__valuation_parallel_settings() -%}
+{%- endmacro %}
+
+
+{% macro postgres__valuation_parallel_settings() -%}
+set local enable_nestloop = off;
+set local enable_mergejoin = off;
+set local min_parallel_table_scan_size = '8GB';
+set local min_parallel_index_scan_size = '8GB';
+set local parallel_setup_cost = 0;
+set local parallel_tuple_cost = 0;
+set local parallel_leader_participation = off
 {%- endmacro %}

@@ -3,9 +3,15 @@
 -- Output is tagged by `entry_kind`: `movement` (one per movement, FIFO and AVCO side by side),
 -- `cost_line` (cost-of-goods lineage) and `open_layer`.
 --
--- Performance (issue 4): one sort of the ledger, by sku and then, SKU by SKU, in valuation order. What
--- only some movements need (the pair of a transfer, the movement a return references) is found among
--- those movements alone and brought in by small joins, never by another pass over every movement.
+-- Performance (issue 4): one sort of the ledger, by sku and then, SKU by SKU, in valuation order. The
+-- pair of a transfer is found among the transfer_outs alone and brought in by one hash join; the sale /
+-- receipt a return references is found by the engine among the SKU's movements (one statement per SKU).
+-- No window function from the ledger to the engine: a full build values the SKUs in parts (var
+-- valuation_partitions, default 2: the cores of a small machine), by a hash of the sku, each part one
+-- serial plan from its own scan of the ledger to the engine, run side by side in parallel workers
+-- (Parallel Append; window functions and materialized CTEs are parallel restricted, and would keep it
+-- all in one process). The pre_hook's planner settings (valuation_parallel_settings) make that the plan.
+-- An incremental build values few SKUs and runs as one part.
 --
 -- Incremental (var valuation_incremental; dbt-postgres builds increments through a temporary table, which
 -- needs the TEMPORARY privilege on the database; without the var the model is a plain table and none of
@@ -48,7 +54,7 @@
         on_schema_change='append_new_columns',
         pre_hook=[
             "{{ create_valuation_functions() }}",
-            "{% if is_incremental() %}set local enable_nestloop = off{% endif %}",
+            "{% if is_incremental() %}set local enable_nestloop = off{% else %}{{ valuation_parallel_settings() }}{% endif %}",
         ],
         post_hook=(
             ["{% if is_incremental() %}delete from {{ this }} as t where not exists (select 1 from {{ ref('int_movements_unified') }} as u where u.sku = t.sku){% endif %}"]
@@ -60,6 +66,8 @@
 {%- set checkpointing = var('valuation_incremental', false) -%}
 {%- set checkpoint_interval = var('valuation_checkpoint_interval', 64) | int -%}
 {%- set checkpoints = var('valuation_checkpoints', 4) | int -%}
+{#- Parts a full build values in parallel (an incremental build values few SKUs: one part). -#}
+{%- set partitions = 1 if is_incremental() else [var('valuation_partitions', 2) | int, 1] | max -%}
 
 {#- What the valuation of a ledger row depends on, hashed; count and sum of these (exact: sum(bigint)
     is numeric) fingerprint a set of rows. -#}
@@ -129,42 +137,44 @@ pairing_rows as not materialized (
 ),
 {% endif %}
 
--- Transfers carrying a reference, with their pair: the SKU's first transfer_out with that reference,
--- first in a window over (sku, reference) that puts transfer_outs first (transfer_outs are never moved,
--- so this is their valuation order). pair_number numbers the (sku, reference) groups: for the engine it
--- only names the pair's in-transit pool.
-transfer_windows as (
-    select
-        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference, row_hash,
-        first_value(movement_type) over pair as pair_movement_type,
-        first_value(occurred_at) over pair as pair_occurred_at,
-        first_value(event_id) over pair as pair_event_id,
-        first_value(source_name) over pair as pair_source_name,
-        dense_rank() over (partition by sku order by reference) as pair_number
+-- Transfers carrying a reference, with their pair: the SKU's first transfer_out with that reference
+-- (transfer_outs are never moved, so this is their valuation order). No window functions from here to
+-- the engine: they are parallel restricted, and the full build values SKUs in parallel workers (`posted`).
+pair_outs as (
+    select distinct on (sku, reference)
+        sku,
+        reference,
+        occurred_at as pair_occurred_at,
+        event_id as pair_event_id,
+        source_name as pair_source_name
     from pairing_rows
-    where movement_type in ('transfer_out', 'transfer_in') and reference is not null
-    window pair as (
-        partition by sku, reference
-        order by movement_type <> 'transfer_out', occurred_at, event_id collate "C", source_name collate "C"
-    )
-),
-
-transfers as {% if is_incremental() %}materialized {% endif %}(
-    select
-        transfer_windows.*,
-        case when pair_movement_type = 'transfer_out' then pair_number end::integer as transfer_key,
-        coalesce(
-            movement_type = 'transfer_in'
-            and pair_movement_type = 'transfer_out'
-            and (occurred_at, event_id collate "C", source_name collate "C")
-            < (pair_occurred_at, pair_event_id, pair_source_name),
-            false
-        ) as is_moved_after_pair
-    from transfer_windows
+    where movement_type = 'transfer_out' and reference is not null
+    order by sku, reference, occurred_at, event_id collate "C", source_name collate "C"
 ),
 
 {% if is_incremental() %}
+-- Transfers with their pair (near_end); transfer_reference: set when the pair has a transfer_out.
+transfers as materialized (
+    select
+        pairing_rows.sku, pairing_rows.movement_id, pairing_rows.source_name, pairing_rows.event_id,
+        pairing_rows.occurred_at, pairing_rows.location, pairing_rows.movement_type, pairing_rows.quantity_base,
+        pairing_rows.unit_cost_base, pairing_rows.reference, pairing_rows.row_hash,
+        pair_outs.pair_occurred_at,
+        pair_outs.pair_event_id,
+        pair_outs.pair_source_name,
+        case when pair_outs.sku is not null then pairing_rows.reference end as transfer_reference,
+        coalesce(
+            pairing_rows.movement_type = 'transfer_in'
+            and pair_outs.sku is not null
+            and (pairing_rows.occurred_at, pairing_rows.event_id collate "C", pairing_rows.source_name collate "C")
+            < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
+            false
+        ) as is_moved_after_pair
+    from pairing_rows
+    left join pair_outs on pair_outs.sku = pairing_rows.sku and pair_outs.reference = pairing_rows.reference
+    where pairing_rows.movement_type in ('transfer_out', 'transfer_in') and pairing_rows.reference is not null
+),
+
 -- The checkpoints a touched SKU may resume from: the resumable ones among its last K × N positions.
 considered as materialized (
     select stored_checkpoints.*
@@ -180,7 +190,7 @@ considered as materialized (
 near_end as materialized (
     select
         touched_rows.*,
-        transfers.transfer_key,
+        transfers.transfer_reference,
         transfers.pair_occurred_at,
         transfers.pair_event_id,
         transfers.pair_source_name,
@@ -212,7 +222,7 @@ after_checkpoint as materialized (
         count(*) as after_count,
         sum(near_end.row_hash) as after_sum,
         bool_or(
-            near_end.transfer_key is not null
+            near_end.transfer_reference is not null
             and (near_end.pair_occurred_at, near_end.pair_event_id collate "C", near_end.pair_source_name collate "C")
                 <= (considered.occurred_at, considered.event_id collate "C", considered.source_name collate "C")
             and not coalesce(considered.engine_state->'pool_refs' ? near_end.reference, false)
@@ -328,135 +338,68 @@ movements as not materialized (
 ),
 {% endif %}
 
--- customer_return → sale and vendor_return → receipt, by event_id within the SKU: a movement of the same
--- source first, then the earliest in valuation order; it counts only if valued before the return. Sales
--- and receipts are never moved, so "earliest" is "first valued", and the engine, meeting them in
--- valuation order, finds it by itself given two group numbers (within the SKU, and only on the
--- movements concerned): match_group for (kind, event_id), match_source_group for (kind, event_id,
--- source_name), where a return counts as the kind it references and by its reference (a group is named by
--- its first row in one sort of these movements). A return gets a match_source_group only when its own
--- source has a candidate (which then wins, valued before it or not). Windows over one sort, no join: no
--- plan here depends on statistics (a freshly built ledger has none). When resuming, these are the rows
--- after the resume point; a candidate before it is brought by prefix_candidates.
-matchable as (
+-- Every movement once, with what the engine needs beyond its ledger row: a transfer its pair (from
+-- pair_outs: the engine values a transfer_in whose pair has a transfer_out from that pair's in-transit
+-- pool, and after it); a return its reference, which the engine resolves itself among the movements it is
+-- given (when resuming: a candidate before the resume point is brought by prefix_candidates). Rows keep
+-- their own (occurred_at, event_id, source_name) as order key, except a moved transfer_in. One scan and a
+-- hash join, no window and no union: each part of a full build is one serial plan, so that the parts can
+-- run in parallel (see `posted`). Unit tests and a freshly built ledger have no statistics: the pre_hook
+-- rules out nested loops.
+joined as (
     select
-        sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference, row_hash, resume_after,
-        movement_type in ('customer_return', 'vendor_return') as is_return,
-        case when movement_type in ('sale', 'customer_return') then 'sale' else 'receipt' end as match_kind,
-        case when movement_type in ('sale', 'receipt') then event_id else reference end as match_event_id
+        movements.sku, movements.movement_id, movements.source_name, movements.event_id, movements.occurred_at,
+        movements.location, movements.movement_type, movements.quantity_base, movements.unit_cost_base,
+        movements.reference, movements.row_hash, movements.resume_after,
+        case
+            when pair_outs.sku is not null or movements.movement_type in ('customer_return', 'vendor_return')
+                then movements.reference
+        end as reference_key,
+        coalesce(
+            movements.movement_type = 'transfer_in'
+            and pair_outs.sku is not null
+            and (movements.occurred_at, movements.event_id collate "C", movements.source_name collate "C")
+            < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
+            false
+        ) as is_moved_after_pair,
+        pair_outs.pair_occurred_at,
+        pair_outs.pair_event_id,
+        pair_outs.pair_source_name
+        {%- if is_incremental() %},
+        prefix_candidates.same_source as ref_same_source,
+        prefix_candidates.valuation_sequence as ref_position,
+        prefix_candidates.fifo_unit_cost_applied as ref_fifo,
+        prefix_candidates.avco_unit_cost_applied as ref_avco
+        {%- endif %}
     from movements
-    where movement_type in ('sale', 'receipt', 'customer_return', 'vendor_return')
+    left join pair_outs
+        on movements.movement_type in ('transfer_out', 'transfer_in')
+        and pair_outs.sku = movements.sku
+        and pair_outs.reference = movements.reference
+    {%- if is_incremental() %}
+    left join prefix_candidates on prefix_candidates.movement_id = movements.movement_id
+    {%- endif %}
 ),
 
-matched as (
-    select
-        numbered.*,
-        count(*) filter (where is_return) over match as returns_in_group,
-        min(match_row) over match as match_number,
-        count(*) filter (where not is_return) over match_source as candidates_of_source,
-        min(match_row) over match_source as match_source_number
-    from (
-        select
-            matchable.*,
-            row_number() over (
-                partition by sku order by match_kind, match_event_id collate "C", source_name collate "C"
-            )::integer as match_row
-        from matchable
-    ) as numbered
-    window
-        match as (partition by sku, match_kind, match_event_id collate "C"),
-        match_source as (partition by sku, match_kind, match_event_id collate "C", source_name collate "C")
-),
-
--- Every movement once, with what the engine needs beyond its ledger row: transfers from `transfers`,
--- sales, receipts and returns from `matched` (group numbers only where a return is concerned), the rest
--- as they are. Rows keep their own (occurred_at, event_id, source_name) as order key, except a moved
--- transfer_in.
 keyed as (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
-        unit_cost_base, reference, row_hash, resume_after,
-        null::integer as transfer_key,
-        null::integer as match_group,
-        null::integer as match_source_group,
-        null::integer as ref_position,
-        null::numeric as ref_fifo,
-        null::numeric as ref_avco,
-        false as is_moved_after_pair,
-        occurred_at as order_at,
-        event_id as order_event_id,
-        source_name as order_source_name,
-        '' as moved_event_id,
-        '' as moved_source_name
-    from movements
-    where not coalesce(
-        movement_type in ('transfer_out', 'transfer_in') and reference is not null
-        or movement_type in ('sale', 'receipt', 'customer_return', 'vendor_return'),
-        false
-    )
-
-    union all
-
-    select
-        transfers.sku, transfers.movement_id, transfers.source_name, transfers.event_id, transfers.occurred_at,
-        transfers.location, transfers.movement_type, transfers.quantity_base, transfers.unit_cost_base,
-        transfers.reference, transfers.row_hash, {{ 'movements.resume_after' if is_incremental() else '0' }},
-        transfers.transfer_key,
-        null,
-        null,
-        null,
-        null,
-        null,
-        transfers.is_moved_after_pair,
-        case when transfers.is_moved_after_pair then transfers.pair_occurred_at else transfers.occurred_at end,
-        case when transfers.is_moved_after_pair then transfers.pair_event_id else transfers.event_id end,
-        case when transfers.is_moved_after_pair then transfers.pair_source_name else transfers.source_name end,
-        case when transfers.is_moved_after_pair then transfers.event_id else '' end,
-        case when transfers.is_moved_after_pair then transfers.source_name else '' end
-    from transfers
-    {%- if is_incremental() %}
-    inner join movements on movements.sku = transfers.sku and movements.movement_id = transfers.movement_id
-    {%- endif %}
-
-    union all
-
-    select
-        matched.sku, matched.movement_id, matched.source_name, matched.event_id, matched.occurred_at,
-        matched.location, matched.movement_type, matched.quantity_base, matched.unit_cost_base,
-        matched.reference, matched.row_hash, matched.resume_after,
-        null,
-        case when is_return or returns_in_group > 0 then match_number end,
-        case
-            when is_return then case when candidates_of_source > 0 then match_source_number end
-            when returns_in_group > 0 then match_source_number
-        end,
+        unit_cost_base, reference, row_hash, resume_after, reference_key,
         {%- if is_incremental() %}
-        -- a candidate before the resume point: its own source's if it has one, else the first of any
-        -- source unless its own source has one after the resume point (which then wins)
-        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.valuation_sequence end,
-        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.fifo_unit_cost_applied end,
-        case when prefix_candidates.same_source or candidates_of_source = 0 then prefix_candidates.avco_unit_cost_applied end,
-        {%- else %}
-        null,
-        null,
-        null,
+        ref_position, ref_fifo, ref_avco, ref_same_source,
         {%- endif %}
-        false,
-        matched.occurred_at,
-        matched.event_id,
-        matched.source_name,
-        '',
-        ''
-    from matched
-    {%- if is_incremental() %}
-    left join prefix_candidates on matched.is_return and prefix_candidates.movement_id = matched.movement_id
-    {%- endif %}
+        is_moved_after_pair,
+        case when is_moved_after_pair then pair_occurred_at else occurred_at end as order_at,
+        case when is_moved_after_pair then pair_event_id else event_id end as order_event_id,
+        case when is_moved_after_pair then pair_source_name else source_name end as order_source_name,
+        case when is_moved_after_pair then event_id else '' end as moved_event_id,
+        case when is_moved_after_pair then source_name else '' end as moved_source_name
+    from joined
 ),
 
 -- Every array in valuation order (index = valuation_sequence; when resuming, positions up to the resume
 -- point are null: valued already).
-skus as (
+skus as {% if partitions > 1 %}not materialized {% endif %}(
     select
         sku,
         resume_after,
@@ -468,24 +411,22 @@ skus as (
         {{ valuation_positions_agg('movement_type', 'text', valuation_order) }} as movement_types,
         {{ valuation_positions_agg('quantity_base', 'numeric', valuation_order) }} as quantities,
         {{ valuation_positions_agg('unit_cost_base', 'numeric', valuation_order) }} as unit_costs,
-        {{ valuation_positions_agg('match_group', 'integer', valuation_order) }} as match_groups,
-        {{ valuation_positions_agg('match_source_group', 'integer', valuation_order) }} as match_source_groups,
-        {{ valuation_positions_agg('transfer_key', 'integer', valuation_order) }} as transfer_keys,
+        {{ valuation_positions_agg('reference_key', 'text', valuation_order) }} as reference_keys,
         {%- if checkpointing %}
         {{ valuation_positions_agg('row_hash', 'bigint', valuation_order) }} as row_hashes,
-        {{ valuation_positions_agg("case when transfer_key is not null then reference end", 'text', valuation_order) }} as transfer_references,
         {%- else %}
         null::bigint[] as row_hashes,
-        null::text[] as transfer_references,
         {%- endif %}
         {%- if is_incremental() %}
         {{ valuation_positions_agg('ref_position', 'integer', valuation_order) }} as ref_positions,
         {{ valuation_positions_agg('ref_fifo', 'numeric', valuation_order) }} as ref_fifos,
-        {{ valuation_positions_agg('ref_avco', 'numeric', valuation_order) }} as ref_avcos
+        {{ valuation_positions_agg('ref_avco', 'numeric', valuation_order) }} as ref_avcos,
+        {{ valuation_positions_agg('ref_same_source', 'boolean', valuation_order) }} as ref_same_sources
         {%- else %}
         null::integer[] as ref_positions,
         null::numeric[] as ref_fifos,
-        null::numeric[] as ref_avcos
+        null::numeric[] as ref_avcos,
+        null::boolean[] as ref_same_sources
         {%- endif %}
     -- sorted by sku first, so that each SKU's movements are then put in order on their own (an incremental
     -- sort of ~1,000 rows at a time rather than one sort of the whole ledger)
@@ -493,7 +434,13 @@ skus as (
     group by sku, resume_after
 ),
 
+-- A full build values the SKUs in `partitions` parts by a hash of the sku, one part per branch of a UNION
+-- ALL that PostgreSQL runs as a Parallel Append: each part (its own scan of the ledger, filtered by the
+-- hash, down to the engine) in one worker. Nothing below is parallel restricted (no window function, no
+-- materialized CTE); the pre_hook makes the planner consider it (the engine is expensive per SKU).
 posted as (
+    {%- for part in range(partitions) %}
+    {% if not loop.first %}union all{% endif %}
     select
         skus.sku,
         entries.*
@@ -503,12 +450,15 @@ posted as (
     {%- endif %}
     cross join lateral {{ valuation_post_sku_call([
         'skus.movement_ids', 'skus.source_names', 'skus.event_ids', 'skus.occurred_ats', 'skus.locations',
-        'skus.movement_types', 'skus.quantities', 'skus.unit_costs', 'skus.match_groups',
-        'skus.match_source_groups', 'skus.transfer_keys', 'skus.row_hashes', 'skus.transfer_references',
-        'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.resume_after + 1',
+        'skus.movement_types', 'skus.quantities', 'skus.unit_costs', 'skus.reference_keys', 'skus.row_hashes',
+        'skus.ref_positions', 'skus.ref_fifos', 'skus.ref_avcos', 'skus.ref_same_sources', 'skus.resume_after + 1',
         ('resume.engine_state' if is_incremental() else 'null::jsonb'),
         (checkpoint_interval ~ '' if checkpointing else 'null::integer'),
         (checkpoints ~ '' if checkpointing else 'null::integer')]) }} as entries
+    {%- if partitions > 1 %}
+    where abs(hashtext(skus.sku)::bigint) % {{ partitions }} = {{ part }}
+    {%- endif %}
+    {%- endfor %}
 ),
 
 final as (
