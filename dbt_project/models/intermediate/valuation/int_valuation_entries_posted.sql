@@ -81,6 +81,18 @@
 {#- Valuation order within a SKU (rule 2): occurred_at, event_id, source_name by code point, except that a
     transfer_in that would come before its pair's transfer_out is valued directly after it (several such
     keep their own event_id order). -#}
+{#- Rule 2's exception, for a row of `{rows}` joined to its pair's transfer_out (`pair_outs`): a transfer_in
+    that would come before its pair's transfer_out. -#}
+{%- set moved_after_pair -%}
+coalesce(
+            {rows}.movement_type = 'transfer_in'
+            and pair_outs.sku is not null
+            and ({rows}.occurred_at, {rows}.event_id collate "C", {rows}.source_name collate "C")
+            < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
+            false
+        )
+{%- endset -%}
+
 {%- set valuation_order -%}
     order_at, order_event_id collate "C", order_source_name collate "C", is_moved_after_pair,
             moved_event_id collate "C", moved_source_name collate "C"
@@ -163,13 +175,7 @@ transfers as materialized (
         pair_outs.pair_event_id,
         pair_outs.pair_source_name,
         case when pair_outs.sku is not null then pairing_rows.reference end as transfer_reference,
-        coalesce(
-            pairing_rows.movement_type = 'transfer_in'
-            and pair_outs.sku is not null
-            and (pairing_rows.occurred_at, pairing_rows.event_id collate "C", pairing_rows.source_name collate "C")
-            < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
-            false
-        ) as is_moved_after_pair
+        {{ moved_after_pair | replace('{rows}', 'pairing_rows') }} as is_moved_after_pair
     from pairing_rows
     left join pair_outs on pair_outs.sku = pairing_rows.sku and pair_outs.reference = pairing_rows.reference
     where pairing_rows.movement_type in ('transfer_out', 'transfer_in') and pairing_rows.reference is not null
@@ -355,13 +361,7 @@ joined as (
             when pair_outs.sku is not null or movements.movement_type in ('customer_return', 'vendor_return')
                 then movements.reference
         end as reference_key,
-        coalesce(
-            movements.movement_type = 'transfer_in'
-            and pair_outs.sku is not null
-            and (movements.occurred_at, movements.event_id collate "C", movements.source_name collate "C")
-            < (pair_outs.pair_occurred_at, pair_outs.pair_event_id, pair_outs.pair_source_name),
-            false
-        ) as is_moved_after_pair,
+        {{ moved_after_pair | replace('{rows}', 'movements') }} as is_moved_after_pair,
         pair_outs.pair_occurred_at,
         pair_outs.pair_event_id,
         pair_outs.pair_source_name
