@@ -893,7 +893,6 @@ class ConvergenceProbe:
 
     def __init__(self, world: World, interval: float = 0.5, exclude: set[str] | frozenset[str] = frozenset()):
         self.world, self.interval, self.exclude = world, interval, set(exclude)
-        self.latencies: list[float] = []
         self.samples: list[tuple[float, float]] = []  # (when the change happened, monotonic; its latency)
         self._pending: dict[tuple[str, str], list[float]] = {}
         self._stop = threading.Event()
@@ -913,9 +912,7 @@ class ConvergenceProbe:
         with self.world.lock:
             now = time.monotonic()
             for key in [k for k in self._pending if self.world.published_in_sync(k)]:
-                for t in self._pending.pop(key):
-                    self.latencies.append(now - t)
-                    self.samples.append((t, now - t))
+                self.samples += [(t, now - t) for t in self._pending.pop(key)]
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -928,6 +925,11 @@ class ConvergenceProbe:
             if self._observe in self.world.observers:
                 self.world.observers.remove(self._observe)
         self.sample()
+
+    @property
+    def latencies(self) -> list[float]:
+        """Seconds from each converged change to every channel showing it."""
+        return [latency for _, latency in self.samples]
 
     def pending_count(self, since: float | None = None) -> int:
         """Changes not converged yet (censored: their latency is at least the time since they happened);

@@ -111,10 +111,7 @@ def _relay(sock: socket.socket, argv: list[str]) -> int:
             break
         out.write(tail)
         out.flush()
-        try:
-            tail = sock.recv(65536)
-        except InterruptedError:
-            continue
+        tail = sock.recv(65536)  # a forwarded signal does not interrupt it (PEP 475)
         if not tail:
             break
     sys.stderr.write("inventory-sync-dbt: the warm dbt server ended the invocation without an exit code\n")
