@@ -179,7 +179,7 @@ def write_files(world: World, directory: Path) -> dict[str, Path]:
         ),
         "policies": _csv(
             directory / "policies.csv",
-            ("channel", "safety_buffer", "percentage", "maximum", "minimum", "conflict_rule"),
+            ("channel", "safety_buffer", "percentage", "maximum", "minimum", "conflict_rule", "in_flight_seconds"),
             [
                 [
                     p.channel,
@@ -188,6 +188,7 @@ def write_files(world: World, directory: Path) -> dict[str, Path]:
                     "" if p.maximum is None else p.maximum,
                     "" if p.minimum is None else p.minimum,
                     p.conflict_rule,
+                    "" if p.in_flight_seconds is None else p.in_flight_seconds,
                 ]
                 for p in cat.policies
             ],

@@ -90,6 +90,10 @@ class Policy:
     maximum: int | None = None
     minimum: int | None = None
     conflict_rule: str = "master_wins"
+    # How long the platform may take a shortfall the channel caused itself for its own sale in flight
+    # (None: the platform's default). Amazon's orders reach the simulated warehouse only when they ship,
+    # hours later, so the demo retailer re-publishes the master's figure after half a minute.
+    in_flight_seconds: int | None = None
 
 
 LOCATIONS = (
@@ -108,7 +112,7 @@ STORES = ("STORE-01", "STORE-02", "STORE-03", "STORE-04", "STORE-05")
 
 POLICIES = (
     Policy("shopify", safety_buffer=2),
-    Policy("amazon", safety_buffer=3, percentage=80, maximum=100),
+    Policy("amazon", safety_buffer=3, percentage=80, maximum=100, in_flight_seconds=30),
     Policy("square"),
     Policy("toast"),
     Policy("shiphero"),

@@ -205,12 +205,12 @@ def _reference(kind: str, row: Mapping[str, str]) -> dict[str, Any]:
         percentage = _decimal(row, "percentage", required=False)
         if percentage is not None and not (0 <= percentage <= 100):
             raise RowError("out_of_range", f"percentage {percentage} must be between 0 and 100")
-        values = {c: _decimal(row, c, required=False) for c in ("safety_buffer", "maximum", "minimum")}
+        values = {c: _decimal(row, c, required=False) for c in ("safety_buffer", "maximum", "minimum", "in_flight_seconds")}
         if any(v is not None and v < 0 for v in values.values()):
-            raise RowError("out_of_range", "safety_buffer, maximum and minimum must not be negative")
+            raise RowError("out_of_range", "safety_buffer, maximum, minimum and in_flight_seconds must not be negative")
         return {"channel": _text(row, "channel").lower(), "safety_buffer": values["safety_buffer"] or Decimal(0),
                 "percentage": Decimal(100) if percentage is None else percentage, "maximum": values["maximum"],
-                "minimum": values["minimum"], "conflict_rule": rule}
+                "minimum": values["minimum"], "conflict_rule": rule, "in_flight_seconds": values["in_flight_seconds"]}
     if kind == "kit_components":
         qty = _decimal(row, "quantity_per_kit")
         if qty <= 0:

@@ -69,6 +69,7 @@ FILE_TABLES: dict[str, tuple[list[tuple[str, str]], list[str], bool]] = {
             ("maximum", "numeric"),
             ("minimum", "numeric"),
             ("conflict_rule", "text not null default 'master_wins'"),
+            ("in_flight_seconds", "numeric"),
         ],
         ["channel"],
         False,
@@ -106,8 +107,19 @@ def api_table_ddl(table: str) -> sql.Composed:
 
 
 def ensure_file_tables(conn: psycopg.Connection) -> None:
-    for kind in FILE_TABLES:
-        conn.execute(file_table_ddl(kind))
+    """Create the file tables; on a warehouse made by an earlier release, add the columns it lacks (every
+    column added after a table's first release is nullable or has a default)."""
+    existing = {(t, c) for t, c in conn.execute(
+        "select table_name, column_name from information_schema.columns where table_schema = 'raw'").fetchall()}
+    for kind, (columns, _, _) in FILE_TABLES.items():
+        table = f"file_{kind}"
+        if not any(t == table for t, _ in existing):
+            conn.execute(file_table_ddl(kind))
+            continue
+        for name, typ in columns:
+            if (table, name) not in existing:
+                conn.execute(sql.SQL("alter table raw.{} add column {} {}").format(
+                    sql.Identifier(table), sql.Identifier(name), sql.SQL(typ)))
 
 
 @dataclass

@@ -51,3 +51,24 @@ def test_pos_export_layouts_map_onto_the_canonical_format(warehouse, world_files
 
 def test_registry_layouts_are_the_ones_the_cli_offers():
     assert set(load_registry().file_layouts) == {"touchbistro", "sumup"}
+
+
+def test_policies_in_flight_seconds_load_and_older_warehouses_gain_the_column(warehouse, world_files):
+    from orchestration.lib import raw
+
+    world, files = world_files
+    import_file(warehouse, "policies", files["policies"])
+    with warehouse.admin_connect() as conn:
+        loaded = dict(conn.execute("select channel, in_flight_seconds from raw.file_policies").fetchall())
+    assert loaded == {p.channel: None if p.in_flight_seconds is None else Decimal(p.in_flight_seconds)
+                      for p in world.catalog.policies}
+    assert loaded["amazon"] == Decimal(30)
+    # A warehouse made before the column existed: ensure_file_tables adds it, keeping the rows.
+    with warehouse.connect("loader") as conn:
+        conn.execute("alter table raw.file_policies drop column in_flight_seconds")
+        raw.ensure_file_tables(conn)
+        rows = conn.execute("select channel, in_flight_seconds from raw.file_policies").fetchall()
+    assert sorted(c for c, _ in rows) == sorted(loaded) and all(v is None for _, v in rows)
+    import_file(warehouse, "policies", files["policies"])
+    with warehouse.admin_connect() as conn:
+        assert dict(conn.execute("select channel, in_flight_seconds from raw.file_policies").fetchall()) == loaded

@@ -119,6 +119,7 @@ def test_write_files_headers_and_erp_content(world, tmp_path):
         "maximum",
         "minimum",
         "conflict_rule",
+        "in_flight_seconds",
     ]
     assert headers["kit_components"] == ["kit_sku", "component_sku", "quantity_per_kit"]
     assert headers["movements"] == list(CANONICAL_COLUMNS)

@@ -112,3 +112,13 @@ def test_parser_is_total(rows):
     for row in res.accepted:
         assert row["quantity"].is_finite() and abs(row["quantity"]) < Decimal("1e12")
         assert row["occurred_at"].tzinfo is not None
+
+
+def test_policy_in_flight_seconds_is_optional_and_not_negative():
+    header = "channel,safety_buffer,percentage,maximum,minimum,conflict_rule,in_flight_seconds\n"
+    res = parse_csv("policies", header + "amazon,3,80,100,,master_wins,30\nshopify,2,,,,,\nebay,1,,,,,-5\n")
+    assert {r["channel"]: r["in_flight_seconds"] for r in res.accepted} == {"amazon": Decimal(30), "shopify": None}
+    assert [r["reason"] for r in res.rejected] == ["out_of_range"]
+    # Files written before the column existed still load.
+    old = parse_csv("policies", "channel,safety_buffer\namazon,3\n")
+    assert old.accepted[0]["in_flight_seconds"] is None and not old.rejected

@@ -20,6 +20,7 @@ final as (
         policies.maximum as publish_maximum,
         policies.minimum as publish_minimum,
         coalesce(policies.conflict_rule, 'master_wins') as conflict_rule,
+        coalesce(policies.in_flight_seconds, {{ var('in_flight_seconds', 900) }}) as in_flight_seconds,
         policies.channel is not null as has_policy
     from channels
     left join policies on policies.channel = channels.channel

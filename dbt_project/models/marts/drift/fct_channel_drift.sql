@@ -132,7 +132,8 @@ publishing_available as (
         ) - coalesce(master_shortfall.shortfall_quantity, 0) - coalesce(roles.committed_quantity, 0) as master_available,
         -- Channels that show no commitments may be behind by sales still in flight.
         case when roles.committed_quantity is null then coalesce(channels.safety_buffer, 0) else 0 end
-            as tolerance_quantity
+            as tolerance_quantity,
+        channels.in_flight_seconds
     from roles
     left join positions on positions.sku = roles.sku and positions.location = roles.location
     left join master_shortfall on master_shortfall.sku = roles.sku and master_shortfall.location = roles.location
@@ -164,12 +165,12 @@ publishing_expected as (
 compared as (
     select
         channel, sku, location, channel_sku, channel_location, channel_role, snapshot_at, uom,
-        channel_quantity, expected_quantity, tolerance_quantity, loaded_at
+        channel_quantity, expected_quantity, tolerance_quantity, cast(null as numeric) as in_flight_seconds, loaded_at
     from master_expected
     union all
     select
         channel, sku, location, channel_sku, channel_location, channel_role, snapshot_at, uom,
-        channel_quantity, expected_quantity, tolerance_quantity, loaded_at
+        channel_quantity, expected_quantity, tolerance_quantity, in_flight_seconds, loaded_at
     from publishing_expected
 ),
 
@@ -269,9 +270,14 @@ final as (
             when drift_quantity = 0 then 'none'
             when pack_factor_matched is not null then 'uom'
             when channel_role = 'master' and (feed_read_to is null or snapshot_at > feed_read_to) then 'lag'
-            -- In flight: the channel moved first (its own sale) and the master has not moved since.
+            -- In flight: the channel moved first (its own sale) and the master has not moved since, for no
+            -- longer than the channel's orders may take to reach the master (after that, a hand edit or a
+            -- sale the master will never report looks the same, and waiting would never end).
             when channel_role = 'publishing' and drift_quantity < 0 and -drift_quantity <= tolerance_quantity
-                and (master_changed_at is null or master_changed_at <= snapshot_at) then 'lag'
+                and (master_changed_at is null or master_changed_at <= snapshot_at)
+                and cast('{{ run_started_at }}' as timestamptz) - snapshot_at
+                    <= make_interval(secs => in_flight_seconds)
+                then 'lag'
             when channel_role = 'master' then 'missed_event'
             -- The ledger learned of a master move since this platform last set the level (or it never
             -- has): the channel was never given that change, whatever the channel did meanwhile (its own

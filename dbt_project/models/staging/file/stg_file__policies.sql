@@ -8,5 +8,6 @@ select
     percentage,
     maximum,
     minimum,
-    lower(trim(conflict_rule)) as conflict_rule
+    lower(trim(conflict_rule)) as conflict_rule,
+    in_flight_seconds
 from source
