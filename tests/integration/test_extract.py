@@ -134,3 +134,48 @@ def test_a_level_read_that_dies_halfway_keeps_its_cursor_and_is_read_again_whole
     result = extract_stream(connect, "sim", entity, read, chunk_size=5, ordered=False)
     assert table_ids(warehouse, f"sim_{entity}") == sorted(sid for sid, _ in levels)
     assert result.cursor["at"] == max(at for _, at in levels).isoformat()  # moved once, at the end
+
+
+def test_a_change_feed_read_in_slices_under_a_credit_limit_lands_everything_once(warehouse):
+    """ShipHero's change feed of two warehouses, read by the real client against the simulator with a
+    credit bucket too small for it and no waiting allowed: each read stops with a backlog, the next
+    goes on from the cursor, live changes (some reported late) keep arriving, and in the end every
+    change the feed shows has landed exactly once. `read_to` stays at the newest change while a backlog
+    is left and becomes the read's start once a read reaches the end."""
+    import json
+    import time
+
+    from orchestration.lib.channels import MovementCursor, ShipHeroClient
+    from simulator.faults import FaultPlan
+    from simulator.scenario import Scenario
+    from simulator.server import start_simulators
+    from simulator.world import World
+
+    world = World(Scenario(seed=5, skus=12, days=2))
+    world.set_faults("shiphero", FaultPlan(late_rate=0.3, late_max_seconds=600))
+    entity = f"changes{next(_streams)}"
+    connect = lambda: warehouse.connect("loader")  # noqa: E731
+    with start_simulators(world, options={"shiphero": {"token": "t"}}) as sims:
+        client = ShipHeroClient(sims.base_urls["shiphero"], "t", page_size=5, credits=24, restore_rate=40,
+                                max_credit_wait=0, lookback=600,
+                                warehouse_ids=sorted(world.catalog.shiphero_warehouses.values()))
+        read = lambda cursor: client.read_movements(MovementCursor.from_json(json.dumps(cursor)) if cursor else None)  # noqa: E731
+        backlogs, results = 0, []
+        for n in range(60):
+            if n % 3 == 0:
+                world.tick(4, seconds=120)  # live traffic, some of it reported late
+            time.sleep(0.7)  # the bucket refills between reads
+            started = datetime.now(UTC)
+            result = extract_stream(connect, "shiphero", entity, read, chunk_size=25)
+            results.append(result)
+            if result.backlog:
+                backlogs += 1
+                assert result.cursor["read_to"] == result.cursor["at"]
+            elif backlogs and n % 3 == 2:
+                break
+        assert backlogs >= 3, "the bucket should have been too small for one read"
+        assert not result.backlog and results[-2].backlog is None
+        assert datetime.fromisoformat(result.cursor["read_to"]) >= started - timedelta(seconds=1)
+        assert result.cursor["read_to"] == result.cursor["read_at"]
+        visible = sorted(c["id"] for c in world.shiphero_changes if not c["_hidden"])
+    assert table_ids(warehouse, f"shiphero_{entity}") == visible  # I-1: all, and once (source_id is the key)

@@ -242,7 +242,7 @@ def build_channel_changes_sensor(channels: list[ChannelConfig], jobs: dict, defa
                description="Polls each channel's change feed (at most a page past the stored position) and requests "
                            "refresh_<channel>_job; run_key = channel + newest change seen.")
     def _sensor(context: dg.SensorEvaluationContext):
-        from orchestration.lib.channels import MovementCursor
+        from orchestration.lib.channels import Backlog, MovementCursor
 
         cursor = _load_cursor(context.cursor)
         requests = []
@@ -256,7 +256,8 @@ def build_channel_changes_sensor(channels: list[ChannelConfig], jobs: dict, defa
                 with api.client(channel) as client:
                     since = MovementCursor(seen[0], seen[1]) if seen[1] or seen[0].year > 1970 else None
                     newest = max(((r.cursor_at, r.source_id) for r in itertools.islice(
-                        getattr(client, entity.reader)(since), PROBE_LIMIT) if r.cursor_at is not None), default=None)
+                        getattr(client, entity.reader)(since), PROBE_LIMIT)
+                        if not isinstance(r, Backlog) and r.cursor_at is not None), default=None)
             except Exception as exc:  # noqa: BLE001 - one channel down must not stop the others
                 context.log.warning(f"{channel.name}: change feed not polled: {exc}")
                 continue

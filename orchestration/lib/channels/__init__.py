@@ -5,7 +5,8 @@ built from `(base_url, token, **channel options)` (tokens come from the caller, 
 the environment: SHOPIFY_ACCESS_TOKEN, SQUARE_ACCESS_TOKEN, AMAZON_SP_ACCESS_TOKEN,
 SHIPHERO_ACCESS_TOKEN, TOAST_ACCESS_TOKEN) and offers
 - `read_levels(since=None)` (and the readers named in its `entities`) → `Record`s for `raw.<channel>_<entity>`,
-- `read_movements(cursor)` where the API has history,
+- `read_movements(cursor)` where the API has history (in feed order; a read that leaves a backlog for the
+  next one ends with a `Backlog` marker),
 - `read_level(target)` and `set_level(target, from_quantity, to_quantity, idempotency_key, as_of=None)` →
   `PushResult` (never raises for channel failures; `from_quantity=None` expects no count, never a
   blind write; an `unknown` outcome is settled by `read_level`).
@@ -13,7 +14,7 @@ Importing this package defines nothing but classes.
 """
 
 from .amazon import AmazonClient
-from .base import ChannelClient, Entity, LevelTarget, MovementCursor, PushResult, Record
+from .base import Backlog, ChannelClient, Entity, LevelTarget, MovementCursor, PushResult, Record
 from .http import (
     AuthError,
     BadResponse,
@@ -48,7 +49,7 @@ TOKEN_ENV = {
 }
 
 __all__ = [
-    "CLIENTS", "TOKEN_ENV", "AmazonClient", "AuthError", "BadResponse", "ChannelClient", "ChannelError",
+    "CLIENTS", "TOKEN_ENV", "AmazonClient", "AuthError", "Backlog", "BadResponse", "ChannelClient", "ChannelError",
     "ConfigError", "Entity", "LevelTarget", "MovementCursor", "OutcomeUnknown", "PushResult", "RateLimited",
     "Record", "RequestRejected", "RetryPolicy", "ShipHeroClient", "ShopifyClient", "SquareClient",
     "ToastClient", "TransientError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -54,13 +54,15 @@ class Entity:
 
 @dataclass(frozen=True, order=True)
 class MovementCursor:
-    """Resume point of a change feed: the newest (timestamp, source id) committed so far.
+    """Resume point of a change feed: the newest (timestamp, source id) committed so far, and when the
+    read that reached it started (`read_at`).
 
-    Compared as a tuple, so records sharing a timestamp are ordered by id; the reader re-reads a
-    lookback window before it (at-least-once; the loader drops the duplicates on source id)."""
+    Compared as a tuple (at, id), so records sharing a timestamp are ordered by id; the reader re-reads
+    a lookback window before it (at-least-once; the loader drops the duplicates on source id)."""
 
     at: datetime
     id: str = ""
+    read_at: datetime | None = field(default=None, compare=False)
 
     def advanced(self, record: Record) -> MovementCursor:
         if record.cursor_at is None:
@@ -68,20 +70,37 @@ class MovementCursor:
         return max(self, MovementCursor(record.cursor_at, record.source_id))
 
     def to_json(self) -> str:
-        return json.dumps({"at": format_timestamp(self.at), "id": self.id})
+        data = {"at": format_timestamp(self.at), "id": self.id}
+        if self.read_at is not None:
+            data["read_at"] = format_timestamp(self.read_at)
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str | None) -> MovementCursor | None:
         if not text:
             return None
         data = json.loads(text)
-        return cls(parse_timestamp(data["at"]), str(data.get("id", "")))
+        read_at = parse_timestamp(data["read_at"]) if data.get("read_at") else None
+        return cls(parse_timestamp(data["at"]), str(data.get("id", "")), read_at)
 
     def read_from(self, lookback: timedelta) -> datetime:
-        """Where a re-read starts. Change filters are strict (`updated_after`), so the window opens one
-        millisecond (the channels' timestamp precision) before `at - lookback`: records that share the
-        cursor's timestamp are always read again (≥), never skipped."""
-        return self.at - lookback - timedelta(milliseconds=1)
+        """Where a re-read starts. `lookback` is how late a change may be reported: one reported after
+        the last read started (`read_at`) is dated at most `lookback` before that, and everything older
+        up to `at` was read then. So the window opens at `read_at - lookback`, or at `at` when that is
+        earlier (a backlog being worked through: nothing to re-read); `at - lookback` when the start of
+        the read is unknown. Change filters are strict (`updated_after`), so it opens one millisecond
+        (the channels' timestamp precision) earlier: records that share the cursor's timestamp are
+        always read again (≥), never skipped."""
+        start = self.at - lookback if self.read_at is None else min(self.at, self.read_at - lookback)
+        return start - timedelta(milliseconds=1)
+
+
+class Backlog(NamedTuple):
+    """Yielded last by a change-feed reader that stopped before the end of the feed and left the rest
+    for the next read (e.g. a rate limit's wait budget was spent). Everything it yielded before is
+    complete in feed order, so the cursor may move up to the newest of it."""
+
+    reason: str
 
 
 @dataclass(frozen=True)

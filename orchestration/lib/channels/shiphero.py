@@ -16,6 +16,7 @@ from ShipHero's community posts t/2358, t/3114 and its changelog (old format dep
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .base import (
+    Backlog,
     ChannelClient,
     Entity,
     LevelTarget,
@@ -128,6 +130,14 @@ def _snapshot_status(value: Any) -> str:
     return str(value or "").rsplit(".", 1)[-1].strip().lower()
 
 
+class _CreditWaitSpent(Exception):
+    """A read's max_credit_wait would be exceeded by its next page."""
+
+
+def _feed_order(record: Record) -> tuple:
+    return (record.cursor_at is not None, record.cursor_at or datetime.min, record.source_id)
+
+
 class ShipHeroClient(ChannelClient):
     """`ShipHeroClient(base_url, token, warehouse_ids=(), page_size=100, lookback=24h,
     snapshot_levels=True, snapshot_timeout=600, snapshot_poll=1)`.
@@ -136,6 +146,11 @@ class ShipHeroClient(ChannelClient):
     `(sku, warehouse_id)`; levels and pushes are `on_hand` (what `inventory_replace` sets). A change's
     `created_at` is the event's time, and a late-reported change lands behind the cursor: the default
     lookback re-reads a day (numbers are seconds, for the registry YAML).
+
+    `max_credit_wait` (seconds, default 10): how long one read of the change feed may wait for credits.
+    When the next page would need more, the read stops with what it has (in feed order) and leaves the
+    rest, e.g. a first read of months of history, to the next reads as the bucket refills; meanwhile the
+    drift mart holds back what the incomplete ledger would publish for the warehouses.
 
     `snapshot_levels` (registry option, default on): the first level read takes the inventory
     snapshot, waiting at most `snapshot_timeout` seconds for the jobs (polled every `snapshot_poll`
@@ -150,7 +165,7 @@ class ShipHeroClient(ChannelClient):
     def __init__(self, base_url: str, token: str, *, warehouse_ids: tuple[str, ...] | list[str] = (),
                  page_size: int = 100, lookback: timedelta | float = timedelta(hours=24), credits: float = 4004.0,
                  restore_rate: float = 60.0, snapshot_levels: bool = True, snapshot_timeout: float = 600.0,
-                 snapshot_poll: float = 1.0, **http_options: Any) -> None:
+                 snapshot_poll: float = 1.0, max_credit_wait: float = 10.0, **http_options: Any) -> None:
         if not token:
             raise ValueError("shiphero: an access token is required (SHIPHERO_ACCESS_TOKEN)")
         self.http = ChannelHttp(self.channel, base_url, headers={"Authorization": f"Bearer {token}"},
@@ -163,6 +178,7 @@ class ShipHeroClient(ChannelClient):
         self.snapshot_levels = bool(snapshot_levels)
         self.snapshot_timeout = float(snapshot_timeout)
         self.snapshot_poll = float(snapshot_poll)
+        self.max_credit_wait = float(max_credit_wait)
         # ShipHero does not report the bucket; the client keeps its own account of spent credits.
         self.credits = CostBudget(credits, restore_rate, sleep=self.http.sleep)
         self._last_complexity = 0.0
@@ -195,10 +211,20 @@ class ShipHeroClient(ChannelClient):
             self.credits.charge(float(complexity))
         return result
 
-    def _relay(self, root: str, query: str, variables: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _relay(self, root: str, query: str, variables: dict[str, Any],
+               wait_budget: list[float] | None = None) -> Iterator[dict[str, Any]]:
+        """Every node of a Relay connection, page by page. With `wait_budget` ([seconds], shared by the
+        reads of one call), a page after the first that would wait for credits longer than what is left
+        raises _CreditWaitSpent instead."""
         seen: set[str] = set()
         after: str | None = None
         while True:
+            if wait_budget is not None and after is not None:
+                wait = self.credits.seconds_until(self._last_complexity)
+                if wait > wait_budget[0]:
+                    raise _CreditWaitSpent(f"the next page needs {wait:.1f}s of credits; "
+                                           f"{wait_budget[0]:.1f}s of max_credit_wait left")
+                wait_budget[0] -= wait
             result = self._graphql(root, query, {**variables, "first": self.page_size, "after": after})
             conn = connection(self.channel, result.get("data"), root)
             yield from conn["nodes"]
@@ -388,15 +414,26 @@ class ShipHeroClient(ChannelClient):
 
     # ------------------------------------------------------------------ movements
 
-    def read_movements(self, cursor: MovementCursor | None) -> Iterator[Record]:
-        """Inventory changes created since the cursor minus the lookback (all when None)."""
+    def read_movements(self, cursor: MovementCursor | None) -> Iterator[Record | Backlog]:
+        """Inventory changes created since the cursor's re-read point (all when None), in time order
+        across the configured warehouses (each warehouse's feed is ordered; they are merged, so the
+        cursor never passes a change of one warehouse not yet read from another). Ends with a `Backlog`
+        when `max_credit_wait` is spent before the end of the feed."""
         date_from = format_timestamp(cursor.read_from(self.lookback)) if cursor else None
-        for warehouse in self._scopes():
+        budget = [self.max_credit_wait]
+
+        def changes(warehouse: str | None) -> Iterator[Record]:
             for change in self._relay("inventory_changes", CHANGES_QUERY,
-                                      {"warehouse_id": warehouse, "date_from": date_from}):
+                                      {"warehouse_id": warehouse, "date_from": date_from}, wait_budget=budget):
                 if not change.get("id"):
                     raise BadResponse(self.channel, "inventory change without id")
                 yield Record(str(change["id"]), parse_timestamp(change.get("created_at"), assume_utc=True), change)
+
+        feeds = [changes(warehouse) for warehouse in self._scopes()]
+        try:
+            yield from heapq.merge(*feeds, key=_feed_order) if len(feeds) > 1 else feeds[0]
+        except _CreditWaitSpent as spent:
+            yield Backlog(str(spent))
 
     def read_level(self, target: LevelTarget) -> Decimal | None:
         """`on_hand` of the SKU in that warehouse now; None when ShipHero does not stock it there."""

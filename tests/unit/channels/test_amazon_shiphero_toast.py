@@ -12,6 +12,7 @@ import pytest
 from orchestration.lib.channels import (
     AmazonClient,
     AuthError,
+    Backlog,
     BadResponse,
     LevelTarget,
     MovementCursor,
@@ -276,11 +277,51 @@ def test_shiphero_changes_start_a_lookback_before_the_cursor(sleeps):
     assert records[0].source_id == "X1"
 
 
+def test_a_cursor_re_reads_from_its_read_start_less_the_lookback_never_past_its_position():
+    at, hour, ms = datetime(2026, 1, 10, 10, tzinfo=UTC), timedelta(hours=1), timedelta(milliseconds=1)
+    # Unknown read start: the whole lookback before the position.
+    assert MovementCursor(at, "X").read_from(hour) == at - hour - ms
+    # The last read started 30 minutes after the newest change: a change reported since then is dated at
+    # most an hour before that start.
+    assert MovementCursor(at, "X", at + hour / 2).read_from(hour) == at - hour / 2 - ms
+    # A backlog (the newest change read is days before the read): nothing to re-read.
+    assert MovementCursor(at, "X", at + 48 * hour).read_from(hour) == at - ms
+    cursor = MovementCursor(at, "X", at + hour)
+    assert MovementCursor.from_json(cursor.to_json()) == cursor and MovementCursor.from_json(cursor.to_json()).read_at == at + hour
+    assert MovementCursor.from_json('{"at": "2026-01-10T10:00:00Z", "id": "X"}').read_at is None
+
+
 def test_shiphero_credits_are_charged_and_waited_for(sleeps):
     answers = [reply(200, relay("inventory_changes", [], True, "c0", complexity=4000)),
                reply(200, relay("inventory_changes", [], False, None, complexity=4000))]
-    list(shiphero(Script(lambda r: answers.pop(0)), sleeps).read_movements(None))
+    list(shiphero(Script(lambda r: answers.pop(0)), sleeps, max_credit_wait=120).read_movements(None))
     assert sleeps and sleeps[0] > 60  # 4000 credits spent of 4004, restoring 60/s
+
+
+def test_shiphero_change_read_leaves_a_backlog_rather_than_wait_past_max_credit_wait(sleeps):
+    def page(n, has_next):
+        return reply(200, relay("inventory_changes", [{"id": f"X{n}", "created_at": f"2026-01-10T10:00:0{n}Z"}],
+                                has_next, f"c{n}", complexity=2000))
+
+    answers = [page(0, True), page(1, True), page(2, True), page(3, False)]
+    script = Script(lambda r: answers.pop(0))
+    records = list(shiphero(script, sleeps, max_credit_wait=20).read_movements(None))
+    # 4,004 credits pay two pages; the third needs 2,000 more (~33 s at 60/s), past the 20 s allowed.
+    assert [r.source_id for r in records[:-1]] == ["X0", "X1"] and not sleeps
+    assert isinstance(records[-1], Backlog) and "max_credit_wait" in records[-1].reason
+    assert len(script.requests) == 2
+
+
+def test_shiphero_change_feeds_of_several_warehouses_merge_in_time_order(sleeps):
+    feeds = {"W1": ["2026-01-10T10:00:01Z", "2026-01-10T10:00:04Z"], "W2": ["2026-01-10T10:00:02Z", "2026-01-10T10:00:03Z"]}
+
+    def handler(request):
+        warehouse = json.loads(request.content)["variables"]["warehouse_id"]
+        return reply(200, relay("inventory_changes", [{"id": f"{warehouse}-{at[-2]}", "created_at": at}
+                                                      for at in feeds[warehouse]], False, None))
+
+    records = list(shiphero(Script(handler), sleeps, warehouse_ids=["W1", "W2"]).read_movements(None))
+    assert [r.source_id for r in records] == ["W1-1", "W2-2", "W2-3", "W1-4"]
 
 
 STARGET = LevelTarget("A", "W")
