@@ -155,8 +155,15 @@ def cmd_run(args, settings: Settings) -> int:
     from orchestration.lib.runner import run_cycle
 
     prepare(settings, quiet=True)
-    result = run_cycle(settings, push=not args.no_push, quick=args.quick)
+    # A quick cycle leaves the advisory checks (they gate nothing) to advisory_checks_job, run next.
+    advise = args.quick
+    result = run_cycle(settings, push=not args.no_push, quick=args.quick, data_docs=not advise)
     print(result.summary())
+    if advise:
+        from orchestration.defs.sync.factory import ADVISORY_JOB
+
+        advisory = run_cycle(settings, job_name=ADVISORY_JOB)
+        print(advisory.summary().replace("sync cycle", "advisory checks", 1))
     return EXIT_OK if result.success else EXIT_ERROR
 
 

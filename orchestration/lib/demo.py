@@ -160,7 +160,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
     from orchestration.lib.gx import build_data_docs
     from orchestration.lib.importer import import_file
     from orchestration.lib.registry import load_registry
-    from orchestration.lib.runner import run_cycle
+    from orchestration.lib.runner import AdvisoryChecks, run_cycle
     from simulator import Scenario, World
     from simulator.scenario import CHANNELS
     from simulator.server import demo_faults, start_simulators
@@ -201,6 +201,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         traffic = WallClockTraffic(world, live_rate)
         state = state if state is not None else DemoState()
         steady_from = None  # when the first cycle ended
+        advisory = AdvisoryChecks(demo_settings)  # after each quick cycle, beside the next one
         try:
             for cycle in range(1, max_cycles + 1):
                 # Live traffic for the first cycles; the last ones (up to three) settle.
@@ -233,9 +234,12 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                     state.converged = True
                     break
                 state.converged = remaining == 0
+                if cycle > 1:  # the checks the quick cycle left (the last one's: the completing build below)
+                    advisory.start()
         finally:
             traffic.stop()
             probe.stop()
+            advisory.wait()
             state.latencies, state.unconverged = list(probe.latencies), probe.pending_count()
             if steady_from is not None:
                 state.steady_latencies = [lat for t, lat in probe.samples if t >= steady_from]

@@ -68,17 +68,18 @@ def _step_starts(run_id: str) -> list[str]:
         return [e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
 
 
-def test_quick_cycles_leave_unchanged_views_alone_and_run_advisory_checks_last(
+def test_quick_cycles_leave_unchanged_views_alone_and_advisory_checks_to_a_run_beside_the_next(
         warehouse, session_settings, reference_rows, monkeypatch):
     """After the full build above, a quick cycle creates again only the views that are missing; a change
     to the project's files (its fingerprint) makes it create every view again. Checks that gate nothing
-    (non-blocking GX suites) run after the corrections are planned, not before."""
+    (non-blocking GX suites) are not in the quick run: advisory_checks_job runs them in a thread beside
+    whatever comes next, on the marts the quick run built."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
     from orchestration.defs.sync.factory import QUICK_SYNC_JOB
     from orchestration.defs.transform import dbt_assets
-    from orchestration.lib.runner import run_cycle
+    from orchestration.lib.runner import AdvisoryChecks, run_cycle
 
     quick_job = build_definitions(session_settings).resolve_job_def(QUICK_SYNC_JOB)
     staging = {key for key in dbt_assets.VIEWS if key.path[0] == "staging"} & quick_job.asset_layer.selected_asset_keys
@@ -98,9 +99,24 @@ def test_quick_cycles_leave_unchanged_views_alone_and_run_advisory_checks_last(
                             " order by occurred_at").fetchall() == [(Decimal(24),), (Decimal(-5),)]
 
     steps = _step_starts(quick.run_id)
-    advisory = [i for i, step in enumerate(steps) if "gx_channel_drift" in step or "gx_negative_positions" in step]
-    gating = [i for i, step in enumerate(steps) if "_gx_" in step and i not in advisory] + [steps.index("ops__corrections")]
-    assert advisory and min(advisory) > max(gating), steps
+    advisory_steps = ("gx_channel_drift_uom", "gx_channel_drift_within_tolerance", "gx_negative_positions")
+    assert not [step for step in steps if step.endswith(advisory_steps)], steps
+    assert [step for step in steps if "_gx_" in step], "the gating GX checks stay in the quick run"
+    # In a deployment advisory_checks_sensor requests the run after each quick run, once per run.
+    defs = build_definitions(session_settings)
+    sensor = next(s for s in defs.sensors if s.name == "advisory_checks_sensor")
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(quick.run_id)
+        success = instance.all_logs(quick.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0].dagster_event
+        requests = [sensor(dg.build_run_status_sensor_context(sensor.name, success, instance, run))
+                    for _ in range(2)]
+    assert [r.run_key for r in requests] == [f"advisory:{quick.run_id}"] * 2  # evaluated twice: one run
+    advisory = AdvisoryChecks(session_settings)
+    advisory.start()
+    (checked,) = advisory.wait()
+    assert checked.success and checked.materialized == 0, checked.summary()
+    assert sorted(step.rsplit("_gx_", 1)[1] for step in _step_starts(checked.run_id)) == sorted(
+        name.removeprefix("gx_") for name in advisory_steps)
 
     monkeypatch.setattr(dbt_assets, "project_fingerprint", lambda *_: "a changed project")
     changed = run_cycle(session_settings, push=False, quick=True)

@@ -84,8 +84,19 @@ def test_quick_sync_job_rebuilds_what_corrections_and_blocking_checks_need_and_t
     guards = Guards(blocking=tuple(BLOCKING_CHECK_KEYS), gx=tuple(k for c in gx_checks for k in c.check_keys))
     exempt = guards.left_to_full_build(graph)
     assert exempt and not exempt & checks
-    assert exempt | checks >= set(full.asset_layer.asset_graph.asset_check_keys) - {
+    advisory = set(guards.advisory)
+    assert exempt | checks | advisory >= set(full.asset_layer.asset_graph.asset_check_keys) - {
         c for c in full.asset_layer.asset_graph.asset_check_keys if c.asset_key not in rebuilt}
+
+    # The checks that gate nothing leave the quick path for a run of their own, after it.
+    from orchestration.defs.sync.factory import ADVISORY_JOB
+
+    assert advisory and not advisory & checks and not advisory & set(BLOCKING_CHECK_KEYS)
+    assert {c.name for c in advisory} >= {"gx_channel_drift_uom", "gx_negative_positions"}
+    advisory_job = defs.resolve_job_def(ADVISORY_JOB)
+    assert set(advisory_job.asset_layer.asset_graph.asset_check_keys) == advisory
+    assert not advisory_job.asset_layer.selected_asset_keys, "it checks the marts as they are, builds nothing"
+    assert {c.asset_key for c in advisory} <= rebuilt
 
     # What the quick cycles leave is exactly what completes them: together they are a full build.
     from orchestration.defs.sync.factory import COMPLETE_QUICK_JOB

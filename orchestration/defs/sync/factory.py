@@ -4,10 +4,12 @@
 - `push/<channel>/stock_corrections` (group sync): re-checks the blocking checks (I-5, across runs),
   settles in-flight corrections, pushes planned/approved ones (I-4). `push_corrections_job` runs them.
 - `refresh_<channel>_job`: the channel's `raw/...` assets and the quick path downstream of them (see
-  `quick_path`); `quick_sync_job`: the quick path from every channel, then the pushes.
+  `quick_path`); `quick_sync_job`: the quick path from every channel, then the pushes;
+  `advisory_checks_job`: the checks that gate nothing, which quick cycles leave out.
 - `channel_changes_sensor` (change feeds), `webhook_events_sensor` (webhook deliveries) request
-  refresh runs; `corrections_planned_sensor` requests push runs; `sync_run_failure_sensor` records
-  alerts; `nightly_reconciliation_schedule` runs `reconcile_inventory_job` at 02:00 UTC.
+  refresh runs; `corrections_planned_sensor` requests push runs; `advisory_checks_sensor` requests
+  the advisory checks after each quick run; `sync_run_failure_sensor` records alerts;
+  `nightly_reconciliation_schedule` runs `reconcile_inventory_job` at 02:00 UTC.
 Sensors only read and request runs with deterministic run keys; their cursors are JSON.
 """
 
@@ -41,6 +43,7 @@ CORRECTIONS_KEY = dg.AssetKey(["ops", "corrections"])
 CORRECTIONS_HISTORY_KEY = dg.AssetKey(["ops", "corrections_history"])  # the dbt source on the same table
 QUICK_SYNC_JOB = "quick_sync_job"
 COMPLETE_QUICK_JOB = "complete_quick_cycles_job"
+ADVISORY_JOB = "advisory_checks_job"
 PROBE_LIMIT = 500  # change-feed records a sensor tick looks at, at most
 WEBHOOK_CLIENTS = ("shopify", "square")
 
@@ -68,6 +71,11 @@ class Guards:
 
     blocking: tuple[dg.AssetCheckKey, ...] = ()
     gx: tuple[dg.AssetCheckKey, ...] = ()
+
+    @property
+    def advisory(self) -> tuple[dg.AssetCheckKey, ...]:
+        """The Great Expectations checks that gate nothing (they warn)."""
+        return tuple(key for key in self.gx if key not in self.blocking)
 
     def left_to_full_build(self, graph) -> set[dg.AssetCheckKey]:
         """The data tests a quick cycle does not run: every check that is neither a GX check nor a test of
@@ -297,6 +305,17 @@ def build_webhook_events_sensor(by_client: dict[str, list[str]], jobs: dict, def
     return _sensor
 
 
+def build_advisory_checks_sensor(after: list, job, default_status) -> dg.SensorDefinition:
+    @dg.run_status_sensor(name="advisory_checks_sensor", run_status=dg.DagsterRunStatus.SUCCESS,
+                          monitored_jobs=after, request_job=job, default_status=default_status,
+                          description="After each successful quick cycle (quick_sync_job, refresh_<channel>_job), "
+                                      "requests advisory_checks_job on what it built; run_key = that run's id.")
+    def _sensor(context: dg.RunStatusSensorContext):
+        return dg.RunRequest(run_key=f"advisory:{context.dagster_run.run_id}")
+
+    return _sensor
+
+
 def build_run_failure_sensor(default_status) -> dg.SensorDefinition:
     @dg.run_failure_sensor(name="sync_run_failure_sensor", default_status=default_status,
                            description="Records every failed run of this code location in ops.sync_alerts "
@@ -327,10 +346,12 @@ def quick_path(start: dg.AssetSelection, guards: Guards) -> dg.AssetSelection:
     Rebuilt: what the corrections are planned from, and everything a blocking check guards (the push gate
     wants each blocking check to have passed on its asset's latest data, and the checks read across
     tables: open layers against positions), each with everything upstream. Checked: every blocking check,
-    the Great Expectations checks on what is rebuilt, and the dbt tests of the marts that leave the
+    the gating Great Expectations checks on what is rebuilt, and the dbt tests of the marts that leave the
     warehouse (the sync marts and the drift they are planned from). The remaining marts (movements, cost of
     goods, dims) and the ~90 data tests of the other models wait for a full build; the push gate counts
-    those tests by their last verdict (`Guards.left_to_full_build`)."""
+    those tests by their last verdict (`Guards.left_to_full_build`). The advisory Great Expectations checks
+    (they gate nothing) run in a run of their own after the cycle (`advisory_checks_job`), off the path
+    from an event to its correction."""
 
     def checks_of(selection: dg.AssetSelection) -> dg.AssetSelection:
         return selection - selection.without_checks()
@@ -339,7 +360,8 @@ def quick_path(start: dg.AssetSelection, guards: Guards) -> dg.AssetSelection:
     rebuilt = start & guarded.upstream()
     outbound = checks_of(dg.AssetSelection.assets(CORRECTIONS_KEY).upstream(depth=2))
     checks = checks_of(rebuilt) & (dg.AssetSelection.checks(*guards.gx) | outbound)
-    return rebuilt.without_checks() | checks | dg.AssetSelection.checks(*guards.blocking)
+    return (rebuilt.without_checks() | (checks - dg.AssetSelection.checks(*guards.advisory))
+            | dg.AssetSelection.checks(*guards.blocking))
 
 
 def build_sync_definitions(registry: Registry,
@@ -381,8 +403,8 @@ def build_sync_definitions(registry: Registry,
         selection=quick_path(dg.AssetSelection.all(), selection_guards) | dg.AssetSelection.assets(*push_keys),
         tags={QUICK_BUILD_TAG: "true"},
         description="One quick sync cycle: extract every channel, rebuild only what corrections and the blocking "
-                    "checks depend on, run the Great Expectations checks and the dbt tests of the outbound marts, "
-                    "plan and push. The other marts and data tests wait for a full build (sync_inventory_job, the "
+                    "checks depend on, run the gating Great Expectations checks and the dbt tests of the outbound "
+                    "marts, plan and push (advisory_checks_job runs the advisory checks after it). The other marts and data tests wait for a full build (sync_inventory_job, the "
                     "nightly reconciliation).")
     quick_selection = quick_path(dg.AssetSelection.all(), selection_guards)
     every_check = dg.AssetSelection.all() - dg.AssetSelection.all().without_checks()
@@ -395,6 +417,14 @@ def build_sync_definitions(registry: Registry,
                     "push). After quick cycles with nothing new since, it leaves the warehouse as a full build "
                     "would; the demo ends with it.")
     all_jobs = [reconcile, quick, complete, *jobs.values()]
+    if selection_guards.advisory:
+        advisory = dg.define_asset_job(
+            ADVISORY_JOB, selection=dg.AssetSelection.checks(*selection_guards.advisory),
+            description="The advisory Great Expectations checks (drift in the wrong unit, drift within tolerance, "
+                        "negative positions), on the marts as they are: they gate nothing, so quick cycles leave "
+                        "them to this run, which advisory_checks_sensor requests after each one.")
+        all_jobs.append(advisory)
+        sensors.append(build_advisory_checks_sensor([quick, *jobs.values()], advisory, default_status))
     if channels:
         push_job = dg.define_asset_job(
             "push_corrections_job", selection=dg.AssetSelection.assets(*push_keys),
