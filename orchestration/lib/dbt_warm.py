@@ -34,8 +34,22 @@ IDLE_SECONDS = 600  # a server nobody used for this long exits (also when the pr
 PRELOAD = (  # what every dbt build imports; measured with `python -X importtime` on a build
     "dbt.cli.main", "dbt.adapters.postgres", "dbt.adapters.postgres.impl", "dbt.task.build", "dbt.task.run",
     "dbt.task.test", "dbt.task.seed", "dbt.task.list", "dbt.parser.manifest", "dbt.compilation",
-    "dbt.context.providers", "dbt.graph", "psycopg2",
+    "dbt.context.providers", "dbt.graph", "psycopg2", "google.protobuf.descriptor_pb2",
 )
+
+
+def _warm_class_caches() -> None:
+    """Fill the class-level caches every invocation fills first (~0.25 s of each child's CPU): the JSON
+    schemas dbt validates its project, profile and selector files against, and the (de)serializers
+    mashumaro generates for the manifest's classes. Nothing here reads a project or runs dbt."""
+    from dbt.adapters.postgres.connections import PostgresCredentials
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.contracts.project import Configuration, PackageConfig, ProfileConfig, Project, ProjectFlags
+    from dbt.contracts.selection import SelectorFile
+
+    for cls in (ProjectFlags, ProfileConfig, Project, PackageConfig, Configuration, SelectorFile, PostgresCredentials):
+        cls.json_schema()
+    Manifest.from_msgpack(Manifest().to_msgpack())
 
 
 def real_dbt() -> str:
@@ -131,6 +145,8 @@ def serve(path: str, idle_seconds: float = IDLE_SECONDS) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    with contextlib.suppress(Exception):  # only ever a speed-up: a child fills what is missing itself
+        _warm_class_caches()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

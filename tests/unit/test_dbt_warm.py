@@ -106,3 +106,11 @@ def test_warm_dbt_restores_the_environment(tmp_path, monkeypatch):
         assert proc.returncode == 2
     assert ENV not in os.environ
     assert not os.path.exists(path), "the socket outlived its server"
+
+
+def test_the_class_caches_the_server_warms_exist_in_this_dbt():
+    """The server fills them under `suppress` (a speed-up only): an upgrade of dbt that moves a class must
+    show up here rather than as a silent loss of the warm-up."""
+    from orchestration.lib.dbt_warm import _warm_class_caches
+
+    _warm_class_caches()
