@@ -3,12 +3,15 @@ with folded as (
 ),
 
 valuation as (
+    -- The value changes fct_inventory_valuation lists, summed from the valuation pass's own entries (the
+    -- same numbers; not waiting for that mart shortens the path from a movement to its correction).
     select
         sku,
         location,
-        sum(stock_value_change) filter (where method = 'fifo') as inventory_value_fifo,
-        sum(stock_value_change) filter (where method = 'avco') as inventory_value_avco
-    from {{ ref('fct_inventory_valuation') }}
+        sum(fifo_stock_value_change) as inventory_value_fifo,
+        sum(avco_stock_value_change) as inventory_value_avco
+    from {{ ref('int_valuation_entries_posted') }}
+    where entry_kind = 'movement'
     group by sku, location
 ),
 
