@@ -32,7 +32,9 @@ DATABASE = "inventory_sync"
 DAGSTER_DATABASE = "dagster"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "ops")
 ROLES = ("loader", "transformer", "pusher", "analyst", "finance")
-BOOTSTRAP_VERSION = 4
+# Raise it whenever _grant or OPS_DDL changes: open_warehouse bootstraps again (idempotently) any warehouse
+# recorded at a lower version, so existing installs get the change. 5: transformer reads ops.extract_cursors.
+BOOTSTRAP_VERSION = 5
 
 
 class WarehouseError(RuntimeError):
@@ -443,6 +445,8 @@ class Warehouse:
         for role in ("loader", "transformer", "pusher", "finance"):
             x(sql.SQL("grant usage on schema ops to {}").format(r[role]))
         x(sql.SQL("grant select, insert, update on ops.extract_cursors to {}").format(r["loader"]))
+        # The drift model reads how far each change feed is known to be read (dbt source ops.extract_cursors).
+        x(sql.SQL("grant select on ops.extract_cursors to {}").format(r["transformer"]))
         x(sql.SQL("grant select, insert on ops.quarantine to {}").format(r["loader"]))
         x(sql.SQL("grant usage on all sequences in schema ops to {}, {}").format(r["loader"], r["pusher"]))
         x(sql.SQL("grant select on ops.corrections, ops.sync_log, ops.quarantine to {}, {}").format(r["transformer"], r["finance"]))

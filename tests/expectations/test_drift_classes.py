@@ -12,4 +12,4 @@ def test_drift_class_unit_tests(warehouse, dbt):
         if not conn.execute("select has_database_privilege(current_database(), 'TEMPORARY')").fetchone()[0]:
             pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres unit tests need it")
     result = dbt("test", "--select", "fct_channel_drift,test_type:unit", "--vars", "{dbt_unit_tests: true}")
-    assert "PASS=3" in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]
+    assert "PASS=6" in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]

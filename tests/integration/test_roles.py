@@ -36,6 +36,9 @@ MATRIX = [
     ("transformer", "insert into raw.file_skus (sku, base_uom, batch_id) values ('ROLE-3', 'EA', 'b')", False),
     ("transformer", "create table marts.transformer_made (x int)", True),
     ("transformer", "update ops.corrections set status = 'applied'", False),
+    ("transformer", "select count(*) from ops.extract_cursors", True),
+    ("transformer", "update ops.extract_cursors set cursor_value = '{}'", False),
+    ("analyst", "select count(*) from ops.extract_cursors", False),
     ("pusher", "select count(*) from marts.role_probe", True),
     ("pusher", "insert into ops.corrections (correction_id, idempotency_key, channel, sku, location, from_quantity, to_quantity, drift_class, status) values ('c1','k1','x','s','l',0,0,'lag','planned')", True),
     ("pusher", "select count(*) from raw.file_skus", False),
@@ -73,3 +76,23 @@ def test_analyst_reads_marts_rebuilt_by_dbt(built, dbt):
         assert conn.execute("select x from marts.role_probe").fetchone() == (3,)
         with pytest.raises(DENIED):
             conn.execute("truncate marts.role_probe")
+
+
+def test_an_existing_warehouse_gets_new_grants_when_opened(built, session_settings):
+    """A warehouse bootstrapped by an older release (a lower ops.bootstrap version, without the transformer's
+    read of ops.extract_cursors) is bootstrapped again when opened, and so gains the grant."""
+    from psycopg import sql
+
+    from orchestration.lib.warehouse import BOOTSTRAP_VERSION, open_warehouse
+
+    transformer = sql.Identifier(built.role_name("transformer"))
+    with built.admin_connect() as conn:
+        conn.execute(sql.SQL("revoke select on ops.extract_cursors from {}").format(transformer))
+        conn.execute("update ops.bootstrap set version = %s", (BOOTSTRAP_VERSION - 1,))
+    with built.connect("transformer") as conn, pytest.raises(DENIED):
+        conn.execute("select count(*) from ops.extract_cursors")
+    assert not built.is_bootstrapped()
+    reopened = open_warehouse(session_settings)
+    assert reopened.is_bootstrapped()
+    with reopened.connect("transformer") as conn:
+        conn.execute("select count(*) from ops.extract_cursors")

@@ -2,6 +2,11 @@
 -- A channel that is the location's master of record should show the ledger's on-hand at its
 -- snapshot time; any other channel should show the master's available stock under its policy (the
 -- ledger's, less what the master itself no longer shows: see master_shortfall).
+-- A master's change feed is read up to feed_read_to (its cursors' read_to, or where none has one the newest
+-- event read from it). While that is older than the master's own snapshot of a SKU and location, the ledger
+-- is known to be incomplete there: the master row is lag, and so is every publishing row of that SKU (a
+-- kit: of any of its components) at that location, since no correction may be planned from it. A master
+-- without a change feed (feed position null, e.g. Toast) holds no publishing row back.
 with levels as (
     select * from {{ ref('int_channel_levels_latest') }}
     where not is_untracked_in_stock
@@ -36,11 +41,26 @@ pack_factors as (
     where factor_to_base > 1
 ),
 
-feed_positions as (
-    -- How far each channel's own change feed has been read into the ledger.
-    select channel, max(occurred_at) as feed_read_to
-    from ledger
+cursor_positions as (
+    -- How far each channel's change feed is known to be completely read: the extraction's `read_to`
+    -- (only ordered change-feed cursors carry it; level streams and cursors written before it existed do
+    -- not). A quiet feed read a minute ago is read to a minute ago, however old its last event.
+    select channel, max(cast(cursor_value ->> 'read_to' as timestamptz)) as read_to
+    from {{ source('ops', 'extract_cursors') }}
+    where cursor_value ->> 'read_to' is not null
     group by channel
+),
+
+feed_positions as (
+    -- How far each channel's own change feed has been read into the ledger: its cursors' read_to; where
+    -- no cursor has one, the newest event read from it (which makes a quiet feed look behind).
+    select
+        coalesce(c.channel, l.channel) as channel,
+        coalesce(c.read_to, l.last_occurred_at) as feed_read_to
+    from cursor_positions as c
+    full outer join (
+        select channel, max(occurred_at) as last_occurred_at from ledger group by channel
+    ) as l on l.channel = c.channel
 ),
 
 roles as (
@@ -49,6 +69,26 @@ roles as (
         case when locations.master_channel = levels.channel then 'master' else 'publishing' end as channel_role
     from levels
     inner join locations on locations.location = levels.location
+),
+
+masters_behind as (
+    -- Master rows whose change feed has not been read up to their own snapshot: the ledger is known to
+    -- miss whatever moved that level since, so what it says this SKU should show here is incomplete. A
+    -- master without a feed (feed position null, e.g. Toast) is never "behind" in this sense.
+    select m.sku, m.location
+    from roles as m
+    inner join feed_positions as f on f.channel = m.channel
+    where m.channel_role = 'master' and m.snapshot_at > f.feed_read_to
+),
+
+held_back as (
+    -- SKUs and locations whose publishing rows wait for the master's feed: the SKU's own master row is
+    -- behind, or (a kit) any component's.
+    select sku, location from masters_behind
+    union
+    select k.kit_sku as sku, b.location
+    from kit_components as k
+    inner join masters_behind as b on b.sku = k.component_sku
 ),
 
 master_balance as (
@@ -228,6 +268,7 @@ enriched as (
         compared.channel_quantity - compared.expected_quantity as drift_quantity,
         pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
+        held_back.sku is not null as is_master_feed_behind,
         master_changes.master_changed_at,
         -- What a publishing channel is offered also moves when its master's shortfall is first seen.
         case
@@ -250,6 +291,7 @@ enriched as (
         and last_set.sku = compared.sku
         and last_set.location = compared.location
     left join feed_positions on feed_positions.channel = compared.channel
+    left join held_back on held_back.sku = compared.sku and held_back.location = compared.location
     left join positions on positions.sku = compared.sku and positions.location = compared.location
 ),
 
@@ -270,6 +312,12 @@ final as (
             when drift_quantity = 0 then 'none'
             when pack_factor_matched is not null then 'uom'
             when channel_role = 'master' and (feed_read_to is null or snapshot_at > feed_read_to) then 'lag'
+            -- The master's feed has not been read up to its own snapshot of this SKU here (a kit: of any
+            -- component): the ledger, hence expected_quantity, is known to be incomplete, so no correction
+            -- may be planned from it. It waits (lag) until the feed is read past that snapshot. After uom:
+            -- a figure in cases is a unit confusion whatever the ledger misses, and a uom correction is
+            -- never pushed without a person; none stays first (a row that agrees has no drift to hold).
+            when channel_role = 'publishing' and is_master_feed_behind then 'lag'
             -- In flight: the channel moved first (its own sale) and the master has not moved since, for no
             -- longer than the channel's orders may take to reach the master (after that, a hand edit or a
             -- sale the master will never report looks the same, and waiting would never end).
