@@ -151,12 +151,13 @@ def test_a_change_feed_read_in_slices_under_a_credit_limit_lands_everything_once
     from simulator.server import start_simulators
     from simulator.world import World
 
+    TOKEN = "sim-token-extract-slices-5c1"  # noqa: N806 - registered as a secret (redacted in logs) for the process
     world = World(Scenario(seed=5, skus=12, days=2))
     world.set_faults("shiphero", FaultPlan(late_rate=0.3, late_max_seconds=600))
     entity = f"changes{next(_streams)}"
     connect = lambda: warehouse.connect("loader")  # noqa: E731
-    with start_simulators(world, options={"shiphero": {"token": "t"}}) as sims:
-        client = ShipHeroClient(sims.base_urls["shiphero"], "t", page_size=5, credits=24, restore_rate=40,
+    with start_simulators(world, options={"shiphero": {"token": TOKEN}}) as sims:
+        client = ShipHeroClient(sims.base_urls["shiphero"], TOKEN, page_size=5, credits=24, restore_rate=40,
                                 max_credit_wait=0, lookback=600,
                                 warehouse_ids=sorted(world.catalog.shiphero_warehouses.values()))
         read = lambda cursor: client.read_movements(MovementCursor.from_json(json.dumps(cursor)) if cursor else None)  # noqa: E731

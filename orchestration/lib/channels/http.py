@@ -308,13 +308,16 @@ class ChannelHttp:
         mode: str = READ,
         throttle: ThrottleCheck | None = None,
         what: str = "",
+        throttle_budget: list[float] | None = None,
     ) -> ApiResponse:
         """Send one request, retrying what is worth retrying; return the parsed 2xx answer.
 
         `mode` is `READ`, `KEYED_WRITE` (an idempotency key makes a resend harmless) or
         `UNKEYED_WRITE`, which resends only what certainly did not reach the channel (connect
         failures, 429) and otherwise raises `OutcomeUnknown`. Writes that run out of retries after
-        an attempt that may have landed raise `OutcomeUnknown` too."""
+        an attempt that may have landed raise `OutcomeUnknown` too. `throttle_budget` ([seconds],
+        spent in place) caps the waits for a throttling channel: a longer one raises `RateLimited`
+        at once (a reader that would rather stop and resume on its next run)."""
         if mode not in (READ, KEYED_WRITE, UNKEYED_WRITE):
             raise ValueError(f"unknown request mode {mode!r}")
         label = self.redact(what or f"{method} {path}")
@@ -331,6 +334,12 @@ class ChannelHttp:
                 delay = self._backoff(attempt)
                 if r.retry_after is not None:
                     delay = max(delay, r.retry_after)
+                if r.throttled and throttle_budget is not None:
+                    if delay > throttle_budget[0]:
+                        raise RateLimited(self.channel, f"{label}: throttled; the next attempt is {delay:.1f}s away, "
+                                          f"{throttle_budget[0]:.1f}s of waiting allowed", retry_after=delay,
+                                          status=r.status) from None
+                    throttle_budget[0] -= delay
                 last = attempt == self.retry.max_attempts
                 if last or waited + delay > self.retry.budget_seconds:
                     raise self._exhausted(label, r, attempt, maybe_applied) from None

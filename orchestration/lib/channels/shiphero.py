@@ -48,6 +48,7 @@ from .http import (
     ChannelError,
     ChannelHttp,
     CostBudget,
+    RateLimited,
     RequestRejected,
     format_timestamp,
     parse_timestamp,
@@ -190,10 +191,12 @@ class ShipHeroClient(ChannelClient):
             return max(self.credits.seconds_until(self._last_complexity or self.credits.maximum / 4), 1.0)
         return None
 
-    def _graphql(self, root: str, query: str, variables: dict[str, Any], *, mode: str = READ) -> dict[str, Any]:
+    def _graphql(self, root: str, query: str, variables: dict[str, Any], *, mode: str = READ,
+                 wait_budget: list[float] | None = None) -> dict[str, Any]:
         self.credits.wait_for(self._last_complexity)
         answer = self.http.request("POST", "/graphql", json_body={"query": query, "variables": variables},
-                                   mode=mode, throttle=self._throttle, what=f"graphql {root}")
+                                   mode=mode, throttle=self._throttle, what=f"graphql {root}",
+                                   throttle_budget=wait_budget)
         body = answer.data
         if not isinstance(body, dict):
             raise BadResponse(self.channel, f"graphql {root}: answer is not a JSON object", status=answer.status)
@@ -215,17 +218,26 @@ class ShipHeroClient(ChannelClient):
                wait_budget: list[float] | None = None) -> Iterator[dict[str, Any]]:
         """Every node of a Relay connection, page by page. With `wait_budget` ([seconds], shared by the
         reads of one call), a page after the first that would wait for credits longer than what is left
-        raises _CreditWaitSpent instead."""
+        (by the client's own account, or because ShipHero throttles it: the account may have spent credits
+        the client does not know of) raises _CreditWaitSpent instead."""
         seen: set[str] = set()
         after: str | None = None
         while True:
-            if wait_budget is not None and after is not None:
+            budget = wait_budget if after is not None else None  # the first page is always read
+            if budget is not None:
                 wait = self.credits.seconds_until(self._last_complexity)
-                if wait > wait_budget[0]:
+                if wait > budget[0]:
                     raise _CreditWaitSpent(f"the next page needs {wait:.1f}s of credits; "
-                                           f"{wait_budget[0]:.1f}s of max_credit_wait left")
-                wait_budget[0] -= wait
-            result = self._graphql(root, query, {**variables, "first": self.page_size, "after": after})
+                                           f"{budget[0]:.1f}s of max_credit_wait left")
+                budget[0] -= wait
+            try:
+                result = self._graphql(root, query, {**variables, "first": self.page_size, "after": after},
+                                       wait_budget=budget)
+            except RateLimited as exc:
+                if budget is None:
+                    raise
+                self.credits.observe(0)  # ShipHero says the bucket is empty, whatever the client counted
+                raise _CreditWaitSpent(str(exc)) from None
             conn = connection(self.channel, result.get("data"), root)
             yield from conn["nodes"]
             after = next_cursor(self.channel, conn, seen)

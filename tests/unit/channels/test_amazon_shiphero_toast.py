@@ -312,6 +312,16 @@ def test_shiphero_change_read_leaves_a_backlog_rather_than_wait_past_max_credit_
     assert len(script.requests) == 2
 
 
+def test_shiphero_change_read_throttled_by_shiphero_leaves_a_backlog_rather_than_wait(sleeps):
+    """The client counts a full bucket, but the account spent credits elsewhere: ShipHero's 429 ends the
+    read (with what it has) instead of a wait past max_credit_wait."""
+    answers = [reply(200, relay("inventory_changes", [{"id": "X0", "created_at": "2026-01-10T10:00:00Z"}], True, "c0")),
+               reply(429, headers={"Retry-After": "20"})]
+    records = list(shiphero(Script(lambda r: answers.pop(0)), sleeps, max_credit_wait=5).read_movements(None))
+    assert [r.source_id for r in records[:-1]] == ["X0"] and isinstance(records[-1], Backlog)
+    assert not any(s >= 20 for s in sleeps)
+
+
 def test_shiphero_change_feeds_of_several_warehouses_merge_in_time_order(sleeps):
     feeds = {"W1": ["2026-01-10T10:00:01Z", "2026-01-10T10:00:04Z"], "W2": ["2026-01-10T10:00:02Z", "2026-01-10T10:00:03Z"]}
 

@@ -90,6 +90,17 @@ def test_retry_after_http_date_is_honoured(sleeps):
     assert 12 <= sleeps[0] < 13
 
 
+def test_a_throttle_budget_caps_the_waits_for_a_throttling_channel(sleeps):
+    budget = [10.0]
+    script = Script(sequence(reply(429, headers={"Retry-After": "7"}), reply(200, {})))
+    make(script, sleeps).request("GET", "/x", throttle_budget=budget)
+    assert sleeps[0] >= 7 and budget[0] <= 3  # spent in place
+    script = Script(sequence(reply(429, headers={"Retry-After": "7"}), reply(200, {})))
+    with pytest.raises(RateLimited) as info:
+        make(script, sleeps).request("GET", "/x", throttle_budget=budget)
+    assert len(sleeps) == 1 and len(script.requests) == 1 and info.value.retry_after >= 7
+
+
 def test_retry_after_beyond_budget_stops_cleanly_without_waiting(sleeps):
     script = Script(sequence(reply(429, headers={"Retry-After": "3600"})))
     with pytest.raises(RateLimited) as info:
