@@ -27,7 +27,8 @@ def channel_drift_within_tolerance(schemas: Schemas = DEFAULT_SCHEMAS) -> gx.Exp
     """Rows classified `lag` or `none` lie within the channel's tolerance; the drift arithmetic holds.
 
     A `lag`/`none` row beyond tolerance is a misclassification: the planner would leave a wrong
-    channel count alone, or treat a real loss as noise.
+    channel count alone, or treat a real loss as noise. Rows waiting for their master's feed to be read
+    (`is_feed_behind`) are lag by rule, whatever their drift.
     """
     return suite(
         "channel_drift_within_tolerance",
@@ -39,10 +40,12 @@ def channel_drift_within_tolerance(schemas: Schemas = DEFAULT_SCHEMAS) -> gx.Exp
             rows(
                 sql(
                     "select channel, sku, location, snapshot_at, drift_class, drift_quantity, tolerance_quantity"
-                    " from {batch} where drift_class in ('lag', 'none') and abs(drift_quantity) > tolerance_quantity",
+                    " from {batch} where drift_class in ('lag', 'none') and not is_feed_behind"
+                    " and abs(drift_quantity) > tolerance_quantity",
                     schemas,
                 ),
-                "drift classified lag/none is within the channel's tolerance: abs(drift_quantity) <= tolerance_quantity",
+                "drift classified lag/none is within the channel's tolerance: abs(drift_quantity) <= tolerance_quantity"
+                " (unless the master's feed is not read up to its snapshot yet)",
             ),
             rows(
                 sql(

@@ -23,10 +23,10 @@ NOW = datetime.now(UTC)
 COLUMNS = (
     "channel text, sku text, location text, snapshot_at timestamptz, channel_quantity numeric, expected_quantity numeric,"
     " drift_quantity numeric, drift_value numeric, drift_class text, persisted_seconds numeric,"
-    " tolerance_quantity numeric, pack_factor_matched numeric"
+    " tolerance_quantity numeric, pack_factor_matched numeric, is_feed_behind boolean"
 )
-GOOD = [("shopify", "A", "L1", NOW, 10, 9, 1, 2, "lag", 30, 2, None)]
-BAD = GOOD + [("shopify", "B", "L1", NOW, 30, 10, 20, 40, "lag", 30, 2, None)]
+GOOD = [("shopify", "A", "L1", NOW, 10, 9, 1, 2, "lag", 30, 2, None, False)]
+BAD = GOOD + [("shopify", "B", "L1", NOW, 30, 10, 20, 40, "lag", 30, 2, None, False)]
 
 
 @dg.asset(key=DRIFT)

@@ -10,12 +10,12 @@ NOW = datetime.now(UTC)
 DRIFT_COLUMNS = (
     "channel text, sku text, location text, snapshot_at timestamptz, channel_quantity numeric, expected_quantity numeric,"
     " drift_quantity numeric, drift_value numeric, drift_class text, persisted_seconds numeric,"
-    " tolerance_quantity numeric, pack_factor_matched numeric"
+    " tolerance_quantity numeric, pack_factor_matched numeric, is_feed_behind boolean"
 )
 GOOD_DRIFT = [
-    ("shopify", "A", "L1", NOW, 10, 9, 1, 2, "lag", 30, 2, None),
-    ("square", "A", "L1", NOW, 5, 5, 0, 0, "none", 0, 0, None),
-    ("amazon", "B", "L1", NOW, 20, 5, 15, 30, "unexplained", 600, 2, None),  # beyond tolerance, but not called harmless
+    ("shopify", "A", "L1", NOW, 10, 9, 1, 2, "lag", 30, 2, None, False),
+    ("square", "A", "L1", NOW, 5, 5, 0, 0, "none", 0, 0, None, False),
+    ("amazon", "B", "L1", NOW, 20, 5, 15, 30, "unexplained", 600, 2, None, False),  # beyond tolerance, but not called harmless
 ]
 
 
@@ -38,9 +38,12 @@ def test_drift_within_tolerance_passes(table, run):
 
 def test_drift_beyond_tolerance_fails_on_exactly_those_rows(table, run):
     bad = [
-        ("shopify", "B", "L1", NOW, 30, 10, 20, 40, "lag", 30, 2, None),
-        ("square", "C", "L2", NOW, 1, 0, 1, 1, "none", 0, 0, None),
+        ("shopify", "B", "L1", NOW, 30, 10, 20, 40, "lag", 30, 2, None, False),
+        ("square", "C", "L2", NOW, 1, 0, 1, 1, "none", 0, 0, None, False),
     ]
+    waiting = [("shopify", "W", "L1", NOW, 30, 10, 20, 40, "lag", 30, 2, None, True)]  # its master's feed is behind
+    table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT + waiting)
+    assert run("channel_drift_within_tolerance").success
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT + bad)
     outcome = run("channel_drift_within_tolerance")
     # Advisory: drift is what corrections fix, so the suite warns and never blocks.
@@ -52,8 +55,8 @@ def test_drift_beyond_tolerance_fails_on_exactly_those_rows(table, run):
 def test_drift_nan_and_null_are_not_skipped(table, run):
     """B-NAN / §2.8: a NaN tolerance passes `min_value=0` in Postgres, a null is dropped by GX; both must fail."""
     rows = GOOD_DRIFT + [
-        ("toast", "N", "L1", NOW, 1, 1, 0, 0, "none", 0, "NaN", None),
-        ("toast", "M", "L1", NOW, 1, 1, 0, 0, "none", 0, None, None),
+        ("toast", "N", "L1", NOW, 1, 1, 0, 0, "none", 0, "NaN", None, False),
+        ("toast", "M", "L1", NOW, 1, 1, 0, 0, "none", 0, None, None, False),
     ]
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, rows)
     outcome = run("channel_drift_within_tolerance")
@@ -65,7 +68,7 @@ def test_drift_nan_and_null_are_not_skipped(table, run):
 def test_drift_uom(table, run):
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT)
     assert run("channel_drift_uom").success
-    cases_as_eaches = ("shopify", "K", "L1", NOW, 2, 24, -22, -44, "uom", 60, 2, 12)
+    cases_as_eaches = ("shopify", "K", "L1", NOW, 2, 24, -22, -44, "uom", 60, 2, 12, False)
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT + [cases_as_eaches])
     outcome = run("channel_drift_uom")
     # Advisory: uom corrections wait in the review queue; the suite names the SKUs and warns.
@@ -273,7 +276,7 @@ def test_unreachable_warehouse_is_a_failed_error_not_a_crash(tmp_path):
 def test_check_result_metadata_and_data_docs(table, run, gx_home):
     from orchestration.lib.gx import MAX_FAILING_ROWS, to_check_result
 
-    many = [("shopify", f"S{i:03}", "L1", NOW, 30, 0, 30, 60, "lag", 1, 1, None) for i in range(50)]
+    many = [("shopify", f"S{i:03}", "L1", NOW, 30, 0, 30, 60, "lag", 1, 1, None, False) for i in range(50)]
     table("marts", "fct_channel_drift", DRIFT_COLUMNS, many)
     outcome = run("channel_drift_within_tolerance", build_docs=True)
     result = to_check_result(outcome)

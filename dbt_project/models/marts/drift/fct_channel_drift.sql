@@ -342,6 +342,12 @@ final as (
             )
         end as persisted_seconds,
         tolerance_quantity,
+        -- The ledger is known to be short here: the master's feed has not been read up to its snapshot.
+        coalesce(
+            case when channel_role = 'master' then feed_read_to is null or snapshot_at > feed_read_to
+                else is_master_feed_behind end,
+            false
+        ) as is_feed_behind,
         pack_factor_matched,
         loaded_at
     from enriched
