@@ -63,9 +63,10 @@ def test_policies_in_flight_seconds_load_and_older_warehouses_gain_the_column(wa
     assert loaded == {p.channel: None if p.in_flight_seconds is None else Decimal(p.in_flight_seconds)
                       for p in world.catalog.policies}
     assert loaded["amazon"] == Decimal(30)
-    # A warehouse made before the column existed: ensure_file_tables adds it, keeping the rows.
-    with warehouse.connect("loader") as conn:
-        conn.execute("alter table raw.file_policies drop column in_flight_seconds")
+    # A warehouse made before the column existed: ensure_file_tables adds it, keeping the rows. (In one
+    # transaction, rolled back: dropping the column also drops the staging view built on it.)
+    with warehouse.admin_connect() as conn, conn.transaction(force_rollback=True):
+        conn.execute("alter table raw.file_policies drop column in_flight_seconds cascade")
         raw.ensure_file_tables(conn)
         rows = conn.execute("select channel, in_flight_seconds from raw.file_policies").fetchall()
     assert sorted(c for c, _ in rows) == sorted(loaded) and all(v is None for _, v in rows)
