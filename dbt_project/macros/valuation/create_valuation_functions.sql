@@ -594,11 +594,20 @@ declare
     v_rec record;
     v_seg_start integer;
     v_seg_end integer;
+    v_first integer;
 begin
     -- the references resolved to numbers (dense, from 1; a pool's number follows its reference's order).
-    -- mk: the group's key, the kind and event_id (a return: the kind it references, and its reference)
+    -- mk: the group's key, the kind and event_id (a return: the kind it references, and its reference).
+    -- Only the positions from v_first on: when resuming, the ones before are null (valued already) and
+    -- would take no number (null keys rank after all others), so leaving them out numbers the same; the
+    -- results are led by as many nulls, so that the index stays the position. (A resumed SKU's arrays
+    -- are as long as its history: sorting its nulls was most of a resumed pass's time.)
+    v_first := coalesce(p_first, 1);
     select
-        array_agg(g order by n), array_agg(sg order by n), array_agg(tk order by n), array_agg(rp order by n)
+        array_fill(null::integer, array[v_first - 1]) || array_agg(g order by n),
+        array_fill(null::integer, array[v_first - 1]) || array_agg(sg order by n),
+        array_fill(null::integer, array[v_first - 1]) || array_agg(tk order by n),
+        array_fill(null::integer, array[v_first - 1]) || array_agg(rp order by n)
         into m_group, m_source_group, t_key, m_ref_position
     from (
         select
@@ -628,8 +637,10 @@ begin
                             when typ = 'customer_return' then 'sale' || coalesce(':' || ref, '')
                             when typ = 'vendor_return' then 'receipt' || coalesce(':' || ref, '')
                         end as mk
-                    from unnest(p_movement_type, p_event_id, p_source_name, p_reference, p_ref_position, p_ref_same_source)
-                        with ordinality as t(typ, eid, src, ref, rp, same_source, n)
+                    from unnest(
+                        p_movement_type[v_first:], p_event_id[v_first:], p_source_name[v_first:],
+                        p_reference[v_first:], p_ref_position[v_first:], p_ref_same_source[v_first:]
+                    ) with ordinality as t(typ, eid, src, ref, rp, same_source, n)
                 ) as typed
             ) as grouped
         ) as sourced
@@ -637,7 +648,7 @@ begin
     if p_row_hash is not null then
         -- the reference of each pool, to save pools by reference
         v_keys := coalesce((
-            select jsonb_object_agg(r, k) from unnest(p_reference, t_key) as t(r, k) where k is not null
+            select jsonb_object_agg(r, k) from unnest(p_reference[v_first:], t_key[v_first:]) as t(r, k) where k is not null
         ), '{}');
         for v_rec in select key as r, value::integer as k from jsonb_each_text(v_keys) loop
             pool_ref[v_rec.k] := v_rec.r;
