@@ -46,7 +46,7 @@ BATCH_INTERVAL = 900.0  # the 15-minute batch baseline of the oversell compariso
 MARKER = ".inventory-sync-bench"
 # The live loop: the demo retailer at this size, live traffic during the first LIVE_TRAFFIC_CYCLES cycles,
 # then up to LIVE_CYCLES in all to settle.
-LIVE_SKUS, LIVE_CYCLES, LIVE_TRAFFIC_CYCLES, LIVE_RATE = 300, 11, 8, 2.0
+LIVE_SKUS, LIVE_CYCLES, LIVE_TRAFFIC_CYCLES, LIVE_RATE = 300, 20, 16, 2.0
 # dbt unit tests run on their own fixtures, whatever the data: they are not part of a build's cost.
 BUILD_SELECTION = ("--exclude-resource-type", "unit_test")
 
