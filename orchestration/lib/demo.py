@@ -160,7 +160,7 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
     from orchestration.lib.gx import build_data_docs
     from orchestration.lib.importer import import_file
     from orchestration.lib.registry import load_registry
-    from orchestration.lib.runner import AdvisoryChecks, run_cycle
+    from orchestration.lib.runner import run_cycle
     from simulator import Scenario, World
     from simulator.scenario import CHANNELS
     from simulator.server import demo_faults, start_simulators
@@ -201,7 +201,6 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
         traffic = WallClockTraffic(world, live_rate)
         state = state if state is not None else DemoState()
         steady_from = None  # when the first cycle ended
-        advisory = AdvisoryChecks(demo_settings)  # after each quick cycle, beside the next one
         try:
             for cycle in range(1, max_cycles + 1):
                 # Live traffic for the first cycles; the last ones (up to three) settle.
@@ -234,21 +233,19 @@ def run_demo(settings: Settings, skus: int = 2000, seed: int = 7, max_cycles: in
                     state.converged = True
                     break
                 state.converged = remaining == 0
-                if cycle > 1:  # the checks the quick cycle left (the last one's: the completing build below)
-                    advisory.start()
         finally:
             traffic.stop()
             probe.stop()
-            advisory.wait()
             state.latencies, state.unconverged = list(probe.latencies), probe.pending_count()
             if steady_from is not None:
                 state.steady_latencies = [lat for t, lat in probe.samples if t >= steady_from]
                 state.steady_unconverged = probe.pending_count(since=steady_from)
             state.oversells = dict(world.oversells)
         if state.cycles > 1:
-            # What the quick cycles left for a full build (the other marts, the other data tests), on the
-            # data the last cycle built: afterwards every mart is current and every test has run, as after
-            # a full build (complete_quick_cycles_job; the nightly reconciliation does this in production).
+            # What the quick cycles left for a full build (the other marts, the other data tests, the advisory
+            # checks), on the data the last cycle built: afterwards every mart is current and every test has
+            # run, as after a full build (complete_quick_cycles_job; the nightly reconciliation does this in
+            # production).
             with stage("completing the build: the other marts and every data test"):
                 result = run_cycle(demo_settings, quiet=True, data_docs=False, job_name=COMPLETE_QUICK_JOB)
             if not result.success:

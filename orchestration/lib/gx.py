@@ -228,6 +228,7 @@ def run_suite(
     baseline = read_baseline(state, spec.name)
     floor = min_row_count(baseline, spec.max_shrink)
     schema, table = spec.relation(schemas)
+    source = None
     try:
         context = _context(state)
         source = context.data_sources.add_postgres("warehouse", connection_string=url)
@@ -247,6 +248,8 @@ def run_suite(
     except Exception as exc:  # noqa: BLE001 - reported as a failed check with the reason
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         return SuiteOutcome(spec, False, 0, [], None, floor, None, error=message)
+    finally:
+        _close_engines(source)
 
     payload = result.to_json_dict()
     results = payload.get("results") or []
@@ -267,6 +270,16 @@ def run_suite(
             except Exception:  # noqa: BLE001, S110 - docs are a convenience; the check result stands without them
                 docs = None
     return SuiteOutcome(spec, bool(payload.get("success")), len(results), failures, row_count, floor, docs)
+
+
+def _close_engines(source) -> None:
+    """Close the connections GX's datasource opened (its engine and its execution engine's). GX leaves them
+    to garbage collection, so a long-lived process (the demo, the bench) piled up idle connections, one or
+    two per check run, until PostgreSQL refused new ones."""
+    engines = (getattr(source, "_engine", None), getattr(getattr(source, "_execution_engine", None), "engine", None))
+    for engine in {id(e): e for e in engines if e is not None}.values():
+        with contextlib.suppress(Exception):
+            engine.dispose()
 
 
 def _observed_row_count(results: list[dict[str, Any]]) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -43,12 +42,11 @@ def _channel_log_to(stream):
 
 
 def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_docs: bool = True,
-              quick: bool = False, job_name: str | None = None, capture_output: bool | None = None) -> CycleResult:
+              quick: bool = False, job_name: str | None = None) -> CycleResult:
     """One run of sync_inventory_job (every model and check), or with `quick` of quick_sync_job (the quick
     path: see orchestration/defs/sync/factory.py), in this process; `job_name` runs another job.
     `data_docs=False` leaves the GX Data Docs site to the caller (the demo builds it once, at the end).
-    `quiet` sends dbt's output to a log file (`capture_output`, by default with `quiet`: that redirects this
-    process's stdout, so a run in a background thread must not capture)."""
+    One run at a time per process: Dagster reconfigures Python logging at the start of every run."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
@@ -62,7 +60,7 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_d
         # webserver does); a cycle stores several hundred events (every planned and evaluated check).
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
         run_config = {"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}}
-        if quiet if capture_output is None else capture_output:
+        if quiet:
             # dbt's own log (which dagster-dbt re-emits on stdout) and the channel clients' retry notes go
             # to a file instead of the terminal; the run's full log is in the Dagster instance either way.
             log_dir = settings.home / "logs"
@@ -85,38 +83,3 @@ def run_cycle(settings: Settings, push: bool = True, quiet: bool = False, data_d
         build_data_docs(settings.home)
     return CycleResult(result.success, result.run_id, time.monotonic() - started, materialized, failed)
 
-
-class AdvisoryChecks:
-    """advisory_checks_job after each quick cycle, in a thread of this process: the checks gate nothing,
-    so the next cycle does not wait for them (what advisory_checks_sensor does in a deployment).
-
-        advisory = AdvisoryChecks(settings)
-        ... run_cycle(settings, quick=True); advisory.start() ...
-        advisory.wait()  # before reading their results
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.results: list[CycleResult] = []
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        from orchestration.defs.sync.factory import ADVISORY_JOB
-
-        try:
-            result = run_cycle(self.settings, quiet=True, data_docs=False, job_name=ADVISORY_JOB, capture_output=False)
-        except Exception as exc:  # noqa: BLE001 - reported to whoever waits for the results
-            result = CycleResult(False, "", 0.0, 0, [f"{ADVISORY_JOB} did not run: {type(exc).__name__}: {exc}"])
-        self.results.append(result)
-
-    def start(self) -> None:
-        """Start a run on the marts as they are now (after the previous one has finished)."""
-        self.wait()
-        self._thread = threading.Thread(target=self._run, name="advisory-checks", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> list[CycleResult]:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        return self.results

@@ -286,3 +286,24 @@ def test_check_result_metadata_and_data_docs(table, run, gx_home):
     assert len(result.metadata["failing_rows"].value) == MAX_FAILING_ROWS
     assert result.metadata["suite"].value == "channel_drift_within_tolerance"
     assert (gx_home / "gx" / "data_docs" / "index.html").exists()
+
+
+def test_a_suite_run_leaves_no_connection_open(table, run, warehouse):
+    """GX leaves its engines' connections to garbage collection; a long-lived process (the demo, the bench)
+    that runs suites every cycle would pile them up until PostgreSQL refuses new ones."""
+    import gc
+
+    def open_connections() -> int:
+        with warehouse.admin_connect() as conn:
+            return conn.execute("select count(*) from pg_stat_activity where usename = %s",
+                                (warehouse.role_name("transformer"),)).fetchone()[0]
+
+    table("marts", "fct_channel_drift", DRIFT_COLUMNS, GOOD_DRIFT)
+    gc.disable()  # what a busy process looks like: nothing collected in between
+    try:
+        before = open_connections()
+        for _ in range(5):
+            assert run("channel_drift_within_tolerance").success
+        assert open_connections() == before
+    finally:
+        gc.enable()

@@ -68,18 +68,18 @@ def _step_starts(run_id: str) -> list[str]:
         return [e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
 
 
-def test_quick_cycles_leave_unchanged_views_alone_and_advisory_checks_to_a_run_beside_the_next(
+def test_quick_cycles_leave_unchanged_views_alone_and_advisory_checks_to_their_own_run(
         warehouse, session_settings, reference_rows, monkeypatch):
     """After the full build above, a quick cycle creates again only the views that are missing; a change
     to the project's files (its fingerprint) makes it create every view again. Checks that gate nothing
-    (non-blocking GX suites) are not in the quick run: advisory_checks_job runs them in a thread beside
-    whatever comes next, on the marts the quick run built."""
+    (non-blocking GX suites) are not in the quick run: advisory_checks_job runs them on the marts the quick
+    run built, requested once per quick run by advisory_checks_sensor."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
-    from orchestration.defs.sync.factory import QUICK_SYNC_JOB
+    from orchestration.defs.sync.factory import ADVISORY_JOB, QUICK_SYNC_JOB
     from orchestration.defs.transform import dbt_assets
-    from orchestration.lib.runner import AdvisoryChecks, run_cycle
+    from orchestration.lib.runner import run_cycle
 
     quick_job = build_definitions(session_settings).resolve_job_def(QUICK_SYNC_JOB)
     staging = {key for key in dbt_assets.VIEWS if key.path[0] == "staging"} & quick_job.asset_layer.selected_asset_keys
@@ -111,9 +111,7 @@ def test_quick_cycles_leave_unchanged_views_alone_and_advisory_checks_to_a_run_b
         requests = [sensor(dg.build_run_status_sensor_context(sensor.name, success, instance, run))
                     for _ in range(2)]
     assert [r.run_key for r in requests] == [f"advisory:{quick.run_id}"] * 2  # evaluated twice: one run
-    advisory = AdvisoryChecks(session_settings)
-    advisory.start()
-    (checked,) = advisory.wait()
+    checked = run_cycle(session_settings, job_name=ADVISORY_JOB, quiet=True, data_docs=False)
     assert checked.success and checked.materialized == 0, checked.summary()
     assert sorted(step.rsplit("_gx_", 1)[1] for step in _step_starts(checked.run_id)) == sorted(
         name.removeprefix("gx_") for name in advisory_steps)
