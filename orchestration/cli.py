@@ -223,10 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo", help="run the whole loop on the demo retailer and print a summary")
-    s.add_argument("--skus", type=int, default=500,
-                   help="SKUs in the demo retailer (default 500; the design's 2,000 takes far longer per cycle today)")
+    s.add_argument("--skus", type=int, default=2000, help="SKUs in the demo retailer (default 2,000)")
     s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--cycles", type=int, default=5, help="most sync cycles to run before the summary (default 5)")
+    s.add_argument("--cycles", type=int, default=6, help="most sync cycles to run before the summary (default 6)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("run", help="one sync cycle: extract → dbt build → checks → corrections")
