@@ -163,7 +163,7 @@ def cmd_run(args, settings: Settings) -> int:
         from orchestration.defs.sync.factory import ADVISORY_JOB
 
         advisory = run_cycle(settings, job_name=ADVISORY_JOB)
-        print(advisory.summary().replace("sync cycle", "advisory checks", 1))
+        print(advisory.summary("advisory checks"))
     return EXIT_OK if result.success else EXIT_ERROR
 
 

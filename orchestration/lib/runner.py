@@ -18,9 +18,9 @@ class CycleResult:
     materialized: int
     checks_failed: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, what: str = "sync cycle") -> str:
         status = "succeeded" if self.success else "FAILED"
-        lines = [f"sync cycle {status} in {self.seconds:.1f}s: {self.materialized} assets materialized (run {self.run_id})"]
+        lines = [f"{what} {status} in {self.seconds:.1f}s: {self.materialized} assets materialized (run {self.run_id})"]
         lines += [f"  failed check: {name}" for name in self.checks_failed]
         return "\n".join(lines)
 

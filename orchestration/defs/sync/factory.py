@@ -404,8 +404,8 @@ def build_sync_definitions(registry: Registry,
         tags={QUICK_BUILD_TAG: "true"},
         description="One quick sync cycle: extract every channel, rebuild only what corrections and the blocking "
                     "checks depend on, run the gating Great Expectations checks and the dbt tests of the outbound "
-                    "marts, plan and push (advisory_checks_job runs the advisory checks after it). The other marts and data tests wait for a full build (sync_inventory_job, the "
-                    "nightly reconciliation).")
+                    "marts, plan and push (advisory_checks_job runs the advisory checks after it). The other marts "
+                    "and data tests wait for a full build (sync_inventory_job, the nightly reconciliation).")
     quick_selection = quick_path(dg.AssetSelection.all(), selection_guards)
     every_check = dg.AssetSelection.all() - dg.AssetSelection.all().without_checks()
     complete = dg.define_asset_job(

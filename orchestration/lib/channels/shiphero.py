@@ -141,7 +141,7 @@ def _feed_order(record: Record) -> tuple:
 
 class ShipHeroClient(ChannelClient):
     """`ShipHeroClient(base_url, token, warehouse_ids=(), page_size=100, lookback=24h,
-    snapshot_levels=True, snapshot_timeout=600, snapshot_poll=1)`.
+    snapshot_levels=True, snapshot_timeout=600, snapshot_poll=1, max_credit_wait=10)`.
 
     Token as `Authorization: Bearer` (env SHIPHERO_ACCESS_TOKEN). Level targets are
     `(sku, warehouse_id)`; levels and pushes are `on_hand` (what `inventory_replace` sets). A change's

@@ -268,7 +268,14 @@ enriched as (
         compared.channel_quantity - compared.expected_quantity as drift_quantity,
         pack_matches.pack_factor_matched,
         feed_positions.feed_read_to,
-        held_back.sku is not null as is_master_feed_behind,
+        -- The ledger is known to be short here: the master's feed has not been read up to its snapshot
+        -- (this row's own, for the master; for a publishing row, its master's: held_back).
+        coalesce(
+            case when compared.channel_role = 'master'
+                then feed_positions.feed_read_to is null or compared.snapshot_at > feed_positions.feed_read_to
+                else held_back.sku is not null end,
+            false
+        ) as is_feed_behind,
         master_changes.master_changed_at,
         -- What a publishing channel is offered also moves when its master's shortfall is first seen.
         case
@@ -311,13 +318,12 @@ final as (
         case
             when drift_quantity = 0 then 'none'
             when pack_factor_matched is not null then 'uom'
-            when channel_role = 'master' and (feed_read_to is null or snapshot_at > feed_read_to) then 'lag'
             -- The master's feed has not been read up to its own snapshot of this SKU here (a kit: of any
             -- component): the ledger, hence expected_quantity, is known to be incomplete, so no correction
             -- may be planned from it. It waits (lag) until the feed is read past that snapshot. After uom:
             -- a figure in cases is a unit confusion whatever the ledger misses, and a uom correction is
             -- never pushed without a person; none stays first (a row that agrees has no drift to hold).
-            when channel_role = 'publishing' and is_master_feed_behind then 'lag'
+            when is_feed_behind then 'lag'
             -- In flight: the channel moved first (its own sale) and the master has not moved since, for no
             -- longer than the channel's orders may take to reach the master (after that, a hand edit or a
             -- sale the master will never report looks the same, and waiting would never end).
@@ -342,12 +348,7 @@ final as (
             )
         end as persisted_seconds,
         tolerance_quantity,
-        -- The ledger is known to be short here: the master's feed has not been read up to its snapshot.
-        coalesce(
-            case when channel_role = 'master' then feed_read_to is null or snapshot_at > feed_read_to
-                else is_master_feed_behind end,
-            false
-        ) as is_feed_behind,
+        is_feed_behind,
         pack_factor_matched,
         loaded_at
     from enriched
