@@ -36,7 +36,7 @@ from orchestration.lib.progress import stage
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 
 STAGES = ("extract_file", "extract_http", "dbt_build_full", "valuation_full", "window_pass_floor", "python_loop",
-          "incremental_cycle")
+          "plpgsql_loop", "incremental_cycle")
 VALUATION_NODE = "model.inventory_sync.int_valuation_entries_posted"
 VALUATION_MARTS = ("fct_inventory_valuation", "fct_cost_layers", "fct_cost_of_goods")
 FILE_SAMPLE_ROWS = 100_000  # extract_file imports at most this many rows through the import path
@@ -340,6 +340,126 @@ def python_valuation(rows) -> tuple[int, Decimal, Decimal]:
     return count, fifo_total, avco_total
 
 
+# python_valuation, line for line, in PL/pgSQL: the least an ordered pass in PostgreSQL's own procedural
+# language costs (a temporary function; no output but the totals: no lineage, no entries written, no
+# checkpoints). Per SKU, FIFO queues are linked lists over node arrays and the sale / transfer costs
+# returns and transfer_ins look up are parallel arrays searched with array_position. Same totals as
+# python_valuation wherever both divide exactly (Decimal and numeric round differently otherwise).
+PLPGSQL_LOOP = """
+create function pg_temp.bench_plpgsql_loop(out n bigint, out fifo numeric, out avco numeric)
+language plpgsql as $fn$
+declare
+    r record;
+    cur text;
+    locs text[];
+    li integer;
+    qty numeric[]; val numeric[]; last numeric[]; head integer[]; tail integer[];
+    lq numeric[] := '{}'; lc numeric[] := '{}'; lnext integer[] := '{}'; nl integer := 0;
+    sale_ids text[]; sale_costs numeric[]; sent_refs text[]; sent_costs numeric[];
+    q numeric; unit numeric; remaining numeric; settle numeric; issued numeric; node integer; k integer;
+begin
+    n := 0; fifo := 0; avco := 0;
+    for r in
+        select sku, location, movement_type, quantity_base, unit_cost_base, reference, event_id
+        from intermediate.int_movements_unified
+        order by sku, occurred_at, event_id collate "C", source_name collate "C"
+    loop
+        n := n + 1;
+        if cur is distinct from r.sku then
+            for li in 1 .. coalesce(cardinality(locs), 0) loop
+                node := head[li];
+                while node > 0 loop fifo := fifo + lq[node] * lc[node]; node := lnext[node]; end loop;
+                avco := avco + val[li];
+            end loop;
+            cur := r.sku; locs := '{}'; qty := '{}'; val := '{}'; last := '{}'; head := '{}'; tail := '{}'; nl := 0;
+            sale_ids := '{}'; sale_costs := '{}'; sent_refs := '{}'; sent_costs := '{}';
+        end if;
+        li := array_position(locs, r.location);
+        if li is null then
+            locs := locs || r.location; li := cardinality(locs);
+            qty[li] := 0; val[li] := 0; last[li] := 0; head[li] := 0; tail[li] := 0;
+        end if;
+        q := r.quantity_base;
+        if r.movement_type = 'physical_count' then
+            q := q - qty[li];
+            continue when q = 0;
+        end if;
+        if q > 0 then
+            unit := r.unit_cost_base;
+            if unit is null and r.movement_type = 'customer_return' then
+                k := array_position(sale_ids, r.reference); unit := sale_costs[k];
+            elsif unit is null and r.movement_type = 'transfer_in' then
+                k := array_position(sent_refs, r.reference); unit := sent_costs[k];
+            end if;
+            if unit is null then
+                unit := case when r.movement_type <> 'adjustment' or qty[li] <= 0 then last[li] else val[li] / qty[li] end;
+            end if;
+            -- FIFO: settle negative stock first, then a layer
+            remaining := q;
+            node := head[li];
+            while remaining > 0 and node > 0 and lq[node] < 0 loop
+                settle := least(remaining, -lq[node]);
+                lq[node] := lq[node] + settle;
+                remaining := remaining - settle;
+                if lq[node] = 0 then node := lnext[node]; head[li] := node; if node = 0 then tail[li] := 0; end if; end if;
+            end loop;
+            if remaining > 0 then
+                nl := nl + 1; lq[nl] := remaining; lc[nl] := unit; lnext[nl] := 0;
+                if tail[li] = 0 then head[li] := nl; else lnext[tail[li]] := nl; end if;
+                tail[li] := nl;
+            end if;
+            -- AVCO
+            if qty[li] <= 0 then
+                qty[li] := qty[li] + q;
+                val[li] := case when qty[li] > 0 then qty[li] * unit else 0 end;
+            else
+                qty[li] := qty[li] + q;
+                val[li] := val[li] + q * unit;
+            end if;
+            last[li] := unit;
+        else
+            remaining := -q;
+            issued := 0;
+            node := head[li];
+            while remaining > 0 and node > 0 and lq[node] > 0 loop
+                settle := least(remaining, lq[node]);
+                issued := issued + settle * lc[node];
+                lq[node] := lq[node] - settle;
+                remaining := remaining - settle;
+                if lq[node] = 0 then node := lnext[node]; head[li] := node; if node = 0 then tail[li] := 0; end if; end if;
+            end loop;
+            if remaining > 0 then  -- beyond the layers: provisional at the last cost, a negative layer
+                issued := issued + remaining * last[li];
+                nl := nl + 1; lq[nl] := -remaining; lc[nl] := last[li]; lnext[nl] := 0;
+                if tail[li] = 0 then head[li] := nl; else lnext[tail[li]] := nl; end if;
+                tail[li] := nl;
+            end if;
+            unit := issued / -q;
+            if qty[li] > 0 then
+                settle := val[li] / qty[li];
+                qty[li] := qty[li] + q;
+                val[li] := case when qty[li] = 0 then 0 else val[li] + q * settle end;
+            else
+                qty[li] := qty[li] + q;
+                val[li] := qty[li] * last[li];
+            end if;
+            if r.movement_type = 'sale' then
+                sale_ids := sale_ids || r.event_id; sale_costs := sale_costs || unit;
+            elsif r.movement_type = 'transfer_out' and r.reference is not null then
+                sent_refs := sent_refs || r.reference; sent_costs := sent_costs || unit;
+            end if;
+        end if;
+    end loop;
+    for li in 1 .. coalesce(cardinality(locs), 0) loop
+        node := head[li];
+        while node > 0 loop fifo := fifo + lq[node] * lc[node]; node := lnext[node]; end loop;
+        avco := avco + val[li];
+    end loop;
+end;
+$fn$
+"""
+
+
 # --------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------
@@ -562,6 +682,19 @@ class Bench:
                 "inventory_value_fifo": str(round(fifo, 2)), "inventory_value_avco": str(round(avco, 2)),
                 "what": "server-side cursor over the ordered ledger + a plain Python FIFO and AVCO loop in Decimal"}
 
+    def plpgsql_loop(self) -> dict[str, Any]:
+        if not self.ledger_rows:
+            return missing("needs the ledger built by dbt_build_full")
+        with self.wh.admin_connect(autocommit=True) as conn:
+            conn.execute(PLPGSQL_LOOP)
+            started = time.monotonic()
+            count, fifo, avco = conn.execute("select * from pg_temp.bench_plpgsql_loop()").fetchone()
+            seconds = time.monotonic() - started
+        return {"seconds": round(seconds, 3), "rows_per_second": round(count / seconds), "rows": count,
+                "inventory_value_fifo": str(round(fifo, 2)), "inventory_value_avco": str(round(avco, 2)),
+                "what": "python_loop's FIFO and AVCO loop in PL/pgSQL, over the same ordered ledger, totals only (no "
+                        "lineage, no entries written, no checkpoints): the least a valuation pass in PL/pgSQL costs"}
+
     def incremental_cycle(self) -> dict[str, Any]:
         full = self.stages.get("dbt_build_full", {})
         if full.get("missing"):
@@ -686,6 +819,7 @@ class Bench:
             self._stage("valuation_full", self.valuation_full)
             self._stage("window_pass_floor", self.window_pass_floor)
             self._stage("python_loop", self.python_loop)
+            self._stage("plpgsql_loop", self.plpgsql_loop)
             self._stage("incremental_cycle", self.incremental_cycle)
             with stage("bench latency + oversells (simulated day)"):
                 latency, oversells = self.latency_and_oversells()
@@ -747,6 +881,8 @@ def render(figures: dict[str, Any]) -> str:
                 parts.append(f"{ratio:.1f}× faster than the Python loop" if ratio >= 1
                              else f"{1 / ratio:.1f}× slower than the Python loop")
             note = ", ".join(parts)
+        elif name == "plpgsql_loop" and figures["stages"]["window_pass_floor"].get("seconds"):
+            note = f"{st['seconds'] / figures['stages']['window_pass_floor']['seconds']:.1f}× the floor, with no output"
         elif name == "incremental_cycle" and st.get("share_of_full") is not None:
             note = f"{st['share_of_full']:.1%} of the full build"
         elif name in ("dbt_build_full", "incremental_cycle") and (st.get("errors") or st.get("test_failures")):

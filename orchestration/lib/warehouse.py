@@ -223,9 +223,14 @@ class EmbeddedPostgres:
         last_error = ""
         for _attempt in range(3):
             port = _free_port(preferred)
+            # A single-node warehouse: no replica or WAL archive reads its WAL, so it writes the least
+            # (wal_level=minimal): a table a transaction creates, as every dbt table build and full refresh
+            # does, is synced at commit instead of being logged row by row (crash-safe all the same).
+            # 13% off a full build at 1M movements (73.1 s -> 63.6 s). Fewer checkpoints during big builds.
             opts = (
                 f"-h 127.0.0.1 -p {port} -k {socket_dir} -c unix_socket_permissions=0700 "
-                "-c max_connections=200 -c shared_buffers=256MB -c work_mem=64MB -c fsync=on"
+                "-c max_connections=200 -c shared_buffers=256MB -c work_mem=64MB -c fsync=on "
+                "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=4GB"
             )
             try:
                 self._pgexec("pg_ctl", "-w", "-t", "60", "-o", opts, "-l", str(self.log), "-D", str(self.pgdata), "start")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 
 from orchestration.lib import benchgen
 from orchestration.lib.bench import STAGES, python_valuation, run_bench
@@ -74,6 +75,13 @@ def test_bench_smoke(tmp_path):
         assert all(isinstance(oversells[k], int) and oversells[k] >= 0 for k in ("continuous", "batch_15min"))
     else:
         assert oversells["reason"]
+    # the PL/pgSQL loop is python_loop in PL/pgSQL: both value the same ledger to the same totals
+    # (Decimal and numeric may round a division differently: a cent apart at most)
+    py, pl = figures["stages"]["python_loop"], figures["stages"]["plpgsql_loop"]
+    if not py.get("missing") and not pl.get("missing"):
+        assert pl["rows"] == py["rows"] == figures["stages"]["dbt_build_full"]["ledger_rows"]
+        for total in ("inventory_value_fifo", "inventory_value_avco"):
+            assert abs(Decimal(pl[total]) - Decimal(py[total])) <= Decimal("0.01"), (total, pl[total], py[total])
     table = "\n".join(lines)
     for name in STAGES:
         assert name in table
