@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,9 @@ class LocalDbtCliResource(DbtCliResource):
 
     def _get_unique_target_path(self, *, context) -> Path:
         path = super()._get_unique_target_path(context=context)
-        seed_partial_parse(path if path.is_absolute() else Path(self.project_dir) / path)
+        absolute = path if path.is_absolute() else Path(self.project_dir) / path
+        seed_partial_parse(absolute)
+        prune_run_targets(absolute.parent)
         return path
 
     def _initialize_dbt_core_adapter(self, args):
@@ -64,6 +68,39 @@ class LocalDbtCliResource(DbtCliResource):
         `fetch_column_metadata` and `fetch_row_counts`, which this project does not use: the marts'
         metadata comes from orchestration.lib.ui_metadata. The invocation accepts no adapter."""
         return None
+
+
+# dagster-dbt's per-invocation target directories: "<op>-<run id[:7]>-<uuid[:7]>", or "<uuid[:7]>" outside a run
+RUN_TARGET = re.compile(r"(?:[A-Za-z0-9_]+-[0-9a-f]{7}-)?[0-9a-f]{7}")
+KEEP_RUN_TARGETS = 20
+RUN_TARGET_MIN_AGE = 3600.0
+
+
+def prune_run_targets(root: Path, keep: int = KEEP_RUN_TARGETS, min_age: float = RUN_TARGET_MIN_AGE,
+                      now: float | None = None) -> list[Path]:
+    """Delete old per-invocation target directories of dagster-dbt under `root` (its compiled SQL, run
+    results and log: 4-7 MB each). One is left behind by every dbt build, so a deployment syncing every
+    few seconds would fill its disk (tens of GB a day). Keeps the newest `keep` and anything modified in
+    the last `min_age` seconds (a run still writing or being read: another process may be running one).
+    Only directories named as dagster-dbt names them are touched. Returns what was deleted."""
+    now = time.time() if now is None else now
+    try:
+        entries = [p for p in root.iterdir() if p.is_dir() and RUN_TARGET.fullmatch(p.name)]
+    except OSError:
+        return []
+    aged = []
+    for path in entries:
+        try:
+            aged.append((path.stat().st_mtime, path))
+        except OSError:  # deleted meanwhile by another process's pruning
+            continue
+    aged.sort(reverse=True)
+    deleted = []
+    for mtime, path in aged[keep:]:
+        if now - mtime >= min_age:
+            shutil.rmtree(path, ignore_errors=True)
+            deleted.append(path)
+    return deleted
 
 
 def seed_partial_parse(target: Path, cache: Path = PARTIAL_PARSE_CACHE, identity: str | None = None) -> None:

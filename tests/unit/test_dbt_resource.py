@@ -71,3 +71,37 @@ def test_each_connection_keeps_its_own_saved_parse(tmp_path):
     third = tmp_path / "run-3"
     seed_partial_parse(third, cache, identity="port=5002")
     assert (third / "partial_parse.msgpack").read_bytes() == b"parse made for 5002"
+
+
+def test_old_run_target_directories_are_pruned(tmp_path):
+    """Every dbt invocation leaves a target directory behind; without pruning a deployment fills its disk.
+    The newest and the recent ones stay (a run may still use them), and nothing else is touched."""
+    import os
+
+    from orchestration.lib.dbt import prune_run_targets
+
+    now = 1_000_000.0
+    made = []
+    for n in range(30):
+        path = tmp_path / f"warehouse_models-{n:07x}-abcdef{n % 10}"
+        path.mkdir()
+        (path / "run_results.json").write_text("{}")
+        age = 7200 if n < 25 else 60  # the last five are recent
+        os.utime(path, (now - age - (30 - n), now - age - (30 - n)))
+        made.append(path)
+    for keep in ("partial-parse", "compiled", "run"):
+        (tmp_path / keep).mkdir()
+        os.utime(tmp_path / keep, (0, 0))
+    bare = tmp_path / "1234abc"  # an invocation outside a Dagster run
+    bare.mkdir()
+    os.utime(bare, (0, 0))
+
+    deleted = prune_run_targets(tmp_path, keep=20, min_age=3600, now=now)
+
+    assert set(deleted) == set(made[:10]) | {bare}
+    assert all(p.exists() for p in made[10:])  # the newest 20, the recent five among them
+    assert all((tmp_path / keep).exists() for keep in ("partial-parse", "compiled", "run"))
+    # with fewer than `keep` old ones, nothing goes; a recent one is kept even beyond `keep`
+    assert prune_run_targets(tmp_path, keep=20, min_age=3600, now=now) == []
+    assert prune_run_targets(tmp_path, keep=0, min_age=3600, now=now) == [p for p in reversed(made[10:25])]
+    assert all(p.exists() for p in made[25:])
