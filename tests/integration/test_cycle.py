@@ -126,6 +126,24 @@ def cli(*args: str, env=None, stdin: str | None = None) -> subprocess.CompletedP
     return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True, env=env, input=stdin)
 
 
+def test_run_quick_on_the_command_line_runs_the_advisory_checks_next(warehouse, runtime_env, reference_rows):
+    """`inventory-sync run --quick` is a quick cycle and then, in a run of its own, the checks that gate
+    nothing (what advisory_checks_sensor requests in a deployment)."""
+    import os
+    import re
+
+    proc = cli("run", "--quick", "--no-push", env={**os.environ, **runtime_env})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = re.findall(r"^(sync cycle|advisory checks) succeeded in [\d.]+s: (\d+) assets materialized \(run ([\w-]+)\)$",
+                      proc.stdout, flags=re.MULTILINE)
+    assert [what for what, _, _ in runs] == ["sync cycle", "advisory checks"], proc.stdout
+    (_, built, quick_id), (_, checked_assets, advisory_id) = runs
+    assert int(built) > 0 and int(checked_assets) == 0
+    assert not [step for step in _step_starts(quick_id) if step.endswith("gx_negative_positions")]
+    assert sorted(step.rsplit("_gx_", 1)[1] for step in _step_starts(advisory_id)) == [
+        "channel_drift_uom", "channel_drift_within_tolerance", "negative_positions"]
+
+
 def test_import_quarantines_bad_rows_and_loads_good_ones(warehouse, runtime_env, tmp_path):
     import os
 
