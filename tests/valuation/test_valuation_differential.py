@@ -89,6 +89,38 @@ def test_incremental_build_equals_full_refresh(warehouse, dbt, load_file_rows):
     assert not problems, _report(problems)
 
 
+def _start_indexes(conn) -> int:
+    return conn.execute(
+        "select count(*) from pg_indexes where schemaname = 'intermediate' and tablename = 'int_valuation_entries_posted'"
+        " and indexdef like '%valuation_sequence = 1%'"
+    ).fetchone()[0]
+
+
+def test_a_sku_that_leaves_the_ledger_leaves_the_valuation(warehouse, dbt, load_file_rows):
+    """An incremental build deletes the entries of a SKU no longer in the ledger, found through the partial
+    index on each SKU's first position and checkpoints (one on the table, whichever way it was built), and
+    leaves every other SKU's entries as they were: not rewritten."""
+    if not _can_create_temporary_tables(warehouse):
+        pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
+    incremental = (*BUILD, "--vars", RESUME_VARS)
+    skus = load_histories(load_file_rows, _collect(4))
+    prefix = skus[0].rsplit("-", 1)[0]
+    dbt(*incremental, "--full-refresh")
+    stamps = f"select sku, entry_kind, valuation_sequence, coalesce(line_sequence, 0), xmin::text from {ENTRIES} where sku like %s"  # noqa: S608 - the test's own table name
+    with warehouse.connect("transformer") as conn:
+        assert _start_indexes(conn) == 1
+        before = set(conn.execute(stamps, (prefix + "%",)).fetchall())
+    assert {row[0] for row in before} == set(skus)
+    with warehouse.admin_connect(autocommit=True) as conn:
+        assert conn.execute("delete from raw.file_movements where sku = %s", (skus[0],)).rowcount > 0
+    dbt(*incremental)
+    dbt(*incremental)
+    with warehouse.connect("transformer") as conn:
+        after = set(conn.execute(stamps, (prefix + "%",)).fetchall())
+        assert _start_indexes(conn) == 1
+    assert after == {row for row in before if row[0] != skus[0]}
+
+
 def test_dbt_unit_tests(warehouse, dbt):
     """The dbt unit tests of the valuation pass (edge cases of DESIGN §7 on hand-checked histories),
     opt-in through var dbt_unit_tests because dbt-postgres runs them through temporary tables."""

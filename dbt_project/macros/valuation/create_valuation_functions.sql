@@ -111,6 +111,51 @@
 {%- endmacro %}
 
 
+{#- post_hook of int_valuation_entries_posted with checkpoints: a partial index on the entries an incremental
+    build looks up among millions, the `state` entries (checkpoints) and each SKU's first position (every SKU
+    valued has one, checkpoints or not). Without it, finding the checkpoints and the SKUs that left the ledger
+    each read the whole table: at 10M movements (8 GB of entries) 10 s cold and 14 s. dbt's `indexes` config
+    cannot declare a partial index; this one is created once per table (a full build makes a new table, and
+    the one it replaces keeps its own index until dropped, so the test is on this relation's indexes). -#}
+{% macro valuation_sku_start_index() -%}
+    {{ return(adapter.dispatch('valuation_sku_start_index')()) }}
+{%- endmacro %}
+
+
+{% macro default__valuation_sku_start_index() -%}
+{%- endmacro %}
+
+
+{% macro postgres__valuation_sku_start_index() -%}
+do $index$
+begin
+    if not exists (
+        select 1 from pg_index
+        where indrelid = '{{ this }}'::regclass and pg_get_expr(indpred, indrelid) like '%valuation_sequence = 1%'
+    ) then
+        create index on {{ this }} (sku, valuation_sequence) where entry_kind = 'state' or valuation_sequence = 1;
+    end if;
+end
+$index$
+{%- endmacro %}
+
+
+{#- post_hook of an incremental build of int_valuation_entries_posted: the entries of SKUs no longer in the
+    ledger go. Such SKUs are found among the entries at a SKU's first position (valuation_sku_start_index), not
+    by probing the ledger for every entry; when there are none, nothing else is read. -#}
+{% macro valuation_delete_gone_skus() -%}
+    delete from {{ this }} as t
+    using (
+        select starts.sku
+        from {{ this }} as starts
+        where (starts.entry_kind = 'state' or starts.valuation_sequence = 1)
+            and not exists (select 1 from {{ ref('int_movements_unified') }} as ledger where ledger.sku = starts.sku)
+        group by starts.sku
+    ) as gone
+    where t.sku = gone.sku
+{%- endmacro %}
+
+
 {#- `arrays`: the SQL expressions of the input arrays, in the order of valuation_post_sku's arguments.
     Returns a FROM item (to be given an alias) whose columns are the entry columns below. -#}
 {% macro valuation_post_sku_call(arrays) -%}

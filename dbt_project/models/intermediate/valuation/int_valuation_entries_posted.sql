@@ -42,7 +42,8 @@
 --     and unit costs from the stored entries (by the same rule as the engine's: own source first).
 --   * Writing (strategy valuation_resume): per SKU in the increment, its entries from the resume
 --     position on (movement, cost_line, state) and all its open_layer entries are replaced. SKUs that
---     left the ledger are deleted (post-hook).
+--     left the ledger are deleted (post-hook). The checkpoints and each SKU's first position are indexed
+--     (post-hook valuation_sku_start_index), so neither needs a scan of the whole table.
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
 -- An incremental build runs with enable_nestloop and enable_mergejoin off (transaction-local): the planner
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
@@ -59,7 +60,7 @@
             "{% if is_incremental() %}set local enable_nestloop = off; set local enable_mergejoin = off{% else %}{{ valuation_parallel_settings() }}{% endif %}",
         ],
         post_hook=(
-            ["{% if is_incremental() %}delete from {{ this }} as t where not exists (select 1 from {{ ref('int_movements_unified') }} as u where u.sku = t.sku){% endif %}"]
+            ["{{ valuation_sku_start_index() }}", "{% if is_incremental() %}{{ valuation_delete_gone_skus() }}{% endif %}"]
             if var('valuation_incremental', false) else []
         ),
     )
@@ -113,7 +114,7 @@ stored_checkpoints as materialized (
         row_number() over (partition by sku order by valuation_sequence desc) as recency,
         max(valuation_sequence) over (partition by sku) as last_sequence
     from {{ this }}
-    where entry_kind = 'state'
+    where entry_kind = 'state'  -- through the partial index of valuation_sku_start_index
 ),
 
 -- Every ledger row, with only what the valuation reads, and its hash: read once.
