@@ -1,0 +1,78 @@
+"""The ledger-sized marts enforce their row rules in PostgreSQL: the contract's constraints (not null, the
+accepted values, DESIGN §7 rule 3 on a zero position) reject a bad row when it is written, where a data test
+would scan the whole table after every build. Probed on the tables dbt really built, in a transaction that
+is rolled back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from tests.valuation.valuation_harness import VALUATION_BUILD
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+# A row each table accepts (its not-null columns, valid values) ...
+VALID = {
+    "fct_inventory_valuation": {
+        "movement_id": "probe:1", "event_id": "1", "sku": "PROBE", "location": "WH", "method": "fifo",
+        "balance_quantity": 0, "balance_value": 0,
+    },
+    "fct_cost_of_goods": {
+        "cost_line_id": "probe:1:fifo:1", "issue_movement_id": "probe:1", "sku": "PROBE", "method": "avco",
+        "cost_kind": "average", "booked_movement_id": "probe:1",
+    },
+    "fct_cost_layers": {
+        "sku": "PROBE", "location": "WH", "source_movement_id": "probe:1", "layer_sequence": 1,
+    },
+    "fct_stock_movements": {
+        "movement_id": "probe:1", "sku": "PROBE", "location": "WH", "movement_type": "receipt", "occurred_at": AT,
+    },
+}
+
+# ... and what each constraint must refuse: (table, changed columns, the error, the constraint or column named)
+REFUSED = [
+    ("fct_inventory_valuation", {"method": "lifo"}, errors.CheckViolation, "method"),
+    ("fct_inventory_valuation", {"sku": None}, errors.NotNullViolation, "sku"),
+    ("fct_inventory_valuation", {"location": None}, errors.NotNullViolation, "location"),
+    ("fct_inventory_valuation", {"event_id": None}, errors.NotNullViolation, "event_id"),
+    ("fct_inventory_valuation", {"balance_value": 1}, errors.CheckViolation, "zero_quantity_has_zero_value"),
+    ("fct_cost_of_goods", {"cost_kind": "freight"}, errors.CheckViolation, "cost_kind"),
+    ("fct_cost_of_goods", {"method": None}, errors.NotNullViolation, "method"),
+    ("fct_cost_of_goods", {"booked_movement_id": None}, errors.NotNullViolation, "booked_movement_id"),
+    ("fct_cost_of_goods", {"issue_movement_id": None}, errors.NotNullViolation, "issue_movement_id"),
+    ("fct_cost_layers", {"location": None}, errors.NotNullViolation, "location"),
+    ("fct_cost_layers", {"source_movement_id": None}, errors.NotNullViolation, "source_movement_id"),
+    ("fct_stock_movements", {"movement_type": "theft"}, errors.CheckViolation, "movement_type"),
+    ("fct_stock_movements", {"sku": None}, errors.NotNullViolation, "sku"),
+]
+
+
+def _insert(conn: psycopg.Connection, table: str, row: dict) -> None:
+    conn.execute(
+        sql.SQL("insert into marts.{} ({}) values ({})").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, row)),
+            sql.SQL(", ").join(sql.Placeholder() * len(row))),
+        list(row.values()))
+
+
+def test_marts_refuse_rows_their_contract_forbids(warehouse, dbt):
+    dbt("run", "--select", *VALUATION_BUILD, "fct_stock_movements")
+    with warehouse.connect("transformer") as conn:
+        tx = conn.transaction(force_rollback=True)
+        with tx:
+            for table, row in VALID.items():
+                _insert(conn, table, row)  # accepted: the probes below fail for their one change only
+            for table, change, error, named in REFUSED:
+                with pytest.raises(error) as raised, conn.transaction():
+                    _insert(conn, table, VALID[table] | change)
+                diag = raised.value.diag
+                assert named in (diag.constraint_name or "") + (diag.column_name or ""), (table, change, diag.message_primary)
+            # The primary key: one row per movement.
+            with pytest.raises(errors.UniqueViolation), conn.transaction():
+                _insert(conn, "fct_stock_movements", VALID["fct_stock_movements"])
