@@ -8,13 +8,13 @@ ledger as (
 ),
 
 latest as (
-    select distinct on (sku, location)
+    select
         sku,
         location,
         balance_after as on_hand_quantity,
         occurred_at as last_movement_at
     from balances
-    order by sku, location, occurred_at desc, event_id desc
+    where is_latest
 ),
 
 last_count as (

@@ -99,7 +99,8 @@ master_balance as (
     inner join balances as b
         on b.sku = roles.sku and b.location = roles.location and b.occurred_at <= roles.snapshot_at
     where roles.channel_role = 'master'
-    order by roles.channel, roles.sku, roles.location, b.occurred_at desc, b.event_id desc
+    order by roles.channel, roles.sku, roles.location, b.occurred_at desc, b.event_id collate "C" desc,
+        b.source_name collate "C" desc
 ),
 
 master_expected as (
