@@ -1,11 +1,16 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_cost_layers'}}}) }}
 -- I-8 (FIFO): at every SKU and location the open layers hold exactly the closing quantity and value
 -- (none when the position is zero or negative). Returns the positions where they differ.
+-- The closing row of a position is its last (highest valuation_sequence): taken as the greatest
+-- [valuation_sequence, balance_quantity, balance_value] per position, one pass with no sort of the valuation.
 with closing as (
-    select distinct on (sku, location) sku, location, balance_quantity, balance_value
-    from {{ ref('fct_inventory_valuation') }}
-    where method = 'fifo'
-    order by sku, location, valuation_sequence desc
+    select sku, location, latest[2] as balance_quantity, latest[3] as balance_value
+    from (
+        select sku, location, max(array[valuation_sequence, balance_quantity, balance_value]) as latest
+        from {{ ref('fct_inventory_valuation') }}
+        where method = 'fifo'
+        group by sku, location
+    ) as last_rows
 ),
 
 layers as (
