@@ -1,4 +1,7 @@
 -- The one place units of measure are converted: quantity × factor, unit cost ÷ factor, exact numeric.
+-- A view: int_movements_deduplicated is its only reader, and computes it in its own scan (a table here
+-- wrote and read the whole ledger once more on every build).
+{{ config(materialized='view') }}
 with mapped as (
     select * from {{ ref('int_movements_mapped') }}
     where quarantine_reason is null

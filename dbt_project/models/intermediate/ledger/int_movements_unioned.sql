@@ -1,6 +1,9 @@
 -- Every source's movements in the canonical shape of DESIGN §5, before mapping.
 -- `channel` names whose identifiers `channel_sku` / `channel_location` are; the file channel already
 -- uses master identifiers.
+-- A view: int_movements_mapped is its only reader, and computes it in its own scan (a table here wrote
+-- and read the whole ledger once more on every build).
+{{ config(materialized='view') }}
 with file_movements as (
     select
         'file' as channel,
