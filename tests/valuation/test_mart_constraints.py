@@ -1,7 +1,7 @@
 """The ledger-sized marts enforce their row rules in PostgreSQL: the contract's constraints (not null, the
-accepted values, DESIGN §7 rule 3 on a zero position) reject a bad row when it is written, where a data test
-would scan the whole table after every build. Probed on the tables dbt really built, in a transaction that
-is rolled back."""
+accepted values, DESIGN §7 rule 3 on a zero position) and the primary keys reject a bad row when it is
+written, where a data test would scan the whole table after every build. Probed on the tables dbt really
+built, in a transaction that is rolled back."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def test_marts_refuse_rows_their_contract_forbids(warehouse, dbt):
                     _insert(conn, table, VALID[table] | change)
                 diag = raised.value.diag
                 assert named in (diag.constraint_name or "") + (diag.column_name or ""), (table, change, diag.message_primary)
-            # The primary key: one row per movement.
-            with pytest.raises(errors.UniqueViolation), conn.transaction():
-                _insert(conn, "fct_stock_movements", VALID["fct_stock_movements"])
+            # The primary keys (added after the load): one row per movement, one per cost line.
+            for table in ("fct_stock_movements", "fct_cost_of_goods"):
+                with pytest.raises(errors.UniqueViolation), conn.transaction():
+                    _insert(conn, table, VALID[table])

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 RECONCILE = "assert_cost_lines_reconcile_with_valuation"
 LAYERS = "assert_fifo_layers_equal_closing_balance"
 ONCE = "assert_every_movement_valued_once_per_method"
-TESTS = (RECONCILE, LAYERS, ONCE)
+KINDS = "one_of_int_valuation_entries_posted_entry_kind__movement__cost_line__open_layer__state"
+TESTS = (RECONCILE, LAYERS, ONCE, KINDS)
 
 
 def _failures(dbt) -> dict[str, int]:
@@ -43,12 +44,13 @@ def test_reconciliation_and_layer_tests_fail_on_tampered_marts(warehouse, dbt, l
     assert _failures(dbt) == PASSING
 
     with warehouse.connect("transformer", autocommit=True) as conn:  # each change is committed: dbt reads it
-        # two FIFO lines of one SKU on different movements (layer lines, positive amounts)
+        # two FIFO layer lines of one SKU on different movements, the first of some cost
         a, b = conn.execute(
             "select l1.cost_line_id, l2.cost_line_id from marts.fct_cost_of_goods as l1"
             " join marts.fct_cost_of_goods as l2 on l2.sku = l1.sku and l2.method = l1.method"
             "  and l2.booked_movement_id <> l1.booked_movement_id"
             " where l1.sku like %s and l1.method = 'fifo' and l1.cost_kind = 'layer' and l2.cost_kind = 'layer'"
+            "  and l1.cost_amount <> 0"  # (moved to another movement, a line of no cost changes no sum)
             " order by l1.cost_line_id, l2.cost_line_id limit 1", (prefix,)).fetchone()
         layer = conn.execute(
             "select sku, location, layer_sequence from marts.fct_cost_layers where sku like %s"
@@ -73,6 +75,9 @@ def test_reconciliation_and_layer_tests_fail_on_tampered_marts(warehouse, dbt, l
                      " from marts.fct_inventory_valuation where movement_id = %s and method = 'fifo')")
         dropped = "delete from marts.fct_inventory_valuation where movement_id = %s and method = 'avco'"
         restored = f"insert into marts.fct_inventory_valuation values ({', '.join(['%s'] * len(valued_row))})"  # noqa: S608 (placeholders only)
+        kind = ("update intermediate.int_valuation_entries_posted set entry_kind = %s where entry_kind = 'open_layer'"
+                " and sku = %s and location = %s and layer_sequence = %s")
+        unkind = "update intermediate.int_valuation_entries_posted set entry_kind = 'open_layer' where entry_kind {}"
         # (guarding test, failing rows expected, changes, the changes undone)
         tampered = [
             # a cent moved from one movement's lines to another's: the SKU's plain sum is unchanged
@@ -82,6 +87,9 @@ def test_reconciliation_and_layer_tests_fail_on_tampered_marts(warehouse, dbt, l
             # a movement valued twice by one method; one not valued by a method
             (ONCE, 1, [(doubled, (movement,))], [(undoubled, (movement,))]),
             (ONCE, 1, [(dropped, (movement,))], [(restored, (*valued_row,))]),
+            # an entry of no known kind, or of none (one test where not_null and accepted_values took a scan each)
+            (KINDS, 1, [(kind, ("bogus", *layer))], [(unkind, ("= 'bogus'",))]),
+            (KINDS, 1, [(kind, (None, *layer))], [(unkind, ("is null",))]),
             # an open layer's value off by a cent
             (LAYERS, 1, [(layer_value, (cent, *layer))], [(layer_value, (-cent, *layer))]),
         ]
@@ -94,5 +102,8 @@ def test_reconciliation_and_layer_tests_fail_on_tampered_marts(warehouse, dbt, l
             finally:
                 with conn.transaction():
                     for statement, params in undo:
-                        conn.execute(statement, params)
+                        if statement is unkind:
+                            assert conn.execute(unkind.format(*params)).rowcount == 1
+                        else:
+                            conn.execute(statement, params)
             assert _failures(dbt) == PASSING

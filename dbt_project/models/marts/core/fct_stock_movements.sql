@@ -1,7 +1,5 @@
--- One row per movement: the primary key is added once the table is written (one sorted build of its index;
--- declared in the contract, it would be kept up row by row while millions are inserted: 1.3 s more at 1M).
--- PostgreSQL names it, so it never collides with the index of the table this build replaces.
-{{ config(post_hook="alter table {{ this }} add primary key (movement_id)") }}
+-- One row per movement: the primary key, added once the table is written (macros/add_primary_key.sql).
+{{ config(post_hook="{{ add_primary_key(['movement_id']) }}") }}
 with ledger as (
     select * from {{ ref('int_movements_unified') }}
 ),

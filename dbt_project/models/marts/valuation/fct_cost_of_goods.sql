@@ -1,3 +1,5 @@
+-- One row per cost line: the primary key, added once the table is written (macros/add_primary_key.sql).
+{{ config(post_hook="{{ add_primary_key(['cost_line_id']) }}") }}
 -- Cost-of-goods lineage: every issue split into the cost it carried (FIFO: per layer consumed, and
 -- provisional cost beyond the layers; AVCO: one line at the average), plus the revaluations booked when
 -- negative stock was settled, each tied to the issue it corrects (FIFO) or the settling movement (AVCO).
