@@ -194,11 +194,26 @@ def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
 
 
 def view_models(manifest: Mapping[str, Any]) -> dict[dg.AssetKey, tuple[str, str]]:
-    """The project's view models by asset key: (schema, relation name)."""
+    """The project's view models a quick build may leave alone, by asset key: (schema, relation name). Only
+    views made of sources and of other such views (through ephemeral models too): dbt replaces a table by
+    renaming the old one and dropping it with CASCADE, which drops every view over it, so a view over a table
+    the build rebuilds must be created again."""
+    nodes = manifest["nodes"]
+    only_views: dict[str, bool] = {}
+
+    def made_of_views(unique_id: str) -> bool:
+        if unique_id not in only_views:
+            only_views[unique_id] = False  # (a cycle cannot happen in dbt's graph; this only ends recursion)
+            parents = [p for p in (nodes[unique_id].get("depends_on") or {}).get("nodes", []) if p in nodes]
+            only_views[unique_id] = all(
+                (nodes[p].get("config") or {}).get("materialized") in ("view", "ephemeral") and made_of_views(p)
+                for p in parents)
+        return only_views[unique_id]
+
     views = {}
-    for node in manifest["nodes"].values():
+    for unique_id, node in nodes.items():
         config = node.get("config") or {}
-        if node.get("resource_type") == "model" and config.get("materialized") == "view":
+        if node.get("resource_type") == "model" and config.get("materialized") == "view" and made_of_views(unique_id):
             schema = config.get("schema") or node["schema"]
             views[dg.AssetKey([schema, node["name"]])] = (node["schema"], node.get("alias") or node["name"])
     return views

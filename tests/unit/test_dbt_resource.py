@@ -105,3 +105,21 @@ def test_old_run_target_directories_are_pruned(tmp_path):
     assert prune_run_targets(tmp_path, keep=20, min_age=3600, now=now) == []
     assert prune_run_targets(tmp_path, keep=0, min_age=3600, now=now) == [p for p in reversed(made[10:25])]
     assert all(p.exists() for p in made[25:])
+
+
+def test_quick_builds_may_keep_only_views_made_of_views_and_sources():
+    """A view over a table is dropped when dbt replaces that table (CASCADE), so it is never kept."""
+    from orchestration.lib.dbt import view_models
+
+    def model(name, materialized, *parents):
+        return f"model.p.{name}", {"resource_type": "model", "name": name, "schema": "s",
+                                   "config": {"materialized": materialized},
+                                   "depends_on": {"nodes": [f"model.p.{p}" if p != "src" else "source.p.raw.t"
+                                                            for p in parents]}}
+
+    manifest = {"nodes": dict([
+        model("stg", "view", "src"), model("stg_on_stg", "view", "stg"), model("tbl", "table", "stg"),
+        model("view_on_table", "view", "tbl"), model("eph", "ephemeral", "tbl"), model("view_on_eph", "view", "eph"),
+        model("inc", "incremental", "stg"), model("view_on_inc", "view", "inc", "stg"),
+    ])}
+    assert sorted(key.path[-1] for key in view_models(manifest)) == ["stg", "stg_on_stg"]
