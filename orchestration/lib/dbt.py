@@ -197,7 +197,7 @@ def view_models(manifest: Mapping[str, Any]) -> dict[dg.AssetKey, tuple[str, str
     """The project's view models a quick build may leave alone, by asset key: (schema, relation name). Only
     views made of sources and of other such views (through ephemeral models too): dbt replaces a table by
     renaming the old one and dropping it with CASCADE, which drops every view over it, so a view over a table
-    the build rebuilds must be created again."""
+    (or a seed, an incremental model) is always created again."""
     nodes = manifest["nodes"]
     only_views: dict[str, bool] = {}
 
