@@ -32,6 +32,7 @@ def _fold(ledger: list[dict]) -> tuple[dict, dict]:
     by_position: dict[tuple, list[dict]] = defaultdict(list)
     for row in ledger:
         by_position[row["sku"], row["location"]].append(row)
+    received = {(r["sku"], r["reference"]) for r in ledger if r["movement_type"] == "transfer_in"}
     after, positions = {}, {}
     for key, rows in by_position.items():
         rows.sort(key=lambda r: (r["occurred_at"], r["event_id"], r["source_name"]))  # code point order
@@ -40,7 +41,6 @@ def _fold(ledger: list[dict]) -> tuple[dict, dict]:
             balance = row["quantity_base"] if row["movement_type"] == "physical_count" else balance + row["quantity_base"]
             after[row["movement_id"]] = (balance, row is rows[-1])
         counts = [r["occurred_at"] for r in rows if r["movement_type"] == "physical_count"]
-        received = {(r["sku"], r["reference"]) for r in ledger if r["movement_type"] == "transfer_in"}
         in_transit = -sum((r["quantity_base"] for r in rows if r["movement_type"] == "transfer_out"
                            and (r["sku"], r["reference"]) not in received), 0)
         positions[key] = (balance, in_transit, max(counts, default=None), rows[-1]["occurred_at"])

@@ -1,7 +1,6 @@
 -- The one place units of measure are converted: quantity × factor, unit cost ÷ factor, exact numeric.
--- Ephemeral: int_movements_deduplicated, its only reader, computes it in its own scan (as a table it wrote and read
--- the whole ledger once more on every build; as a view it was dropped whenever an upstream table was rebuilt,
--- and quick builds leave unchanged views alone).
+-- Ephemeral: inlined into int_movements_deduplicated, its only reader (as a table it wrote and read the whole ledger
+-- once more on every build).
 {{ config(materialized='ephemeral') }}
 with mapped as (
     select * from {{ ref('int_movements_mapped') }}

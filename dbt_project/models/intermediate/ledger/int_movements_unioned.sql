@@ -1,9 +1,8 @@
 -- Every source's movements in the canonical shape of DESIGN §5, before mapping.
 -- `channel` names whose identifiers `channel_sku` / `channel_location` are; the file channel already
 -- uses master identifiers.
--- Ephemeral: int_movements_mapped, its only reader, computes it in its own scan (as a table it wrote and read
--- the whole ledger once more on every build; as a view it was dropped whenever an upstream table was rebuilt,
--- and quick builds leave unchanged views alone).
+-- Ephemeral: inlined into int_movements_mapped, its only reader (as a table it wrote and read the whole ledger
+-- once more on every build).
 {{ config(materialized='ephemeral') }}
 with file_movements as (
     select
