@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -49,13 +50,25 @@ def test_marts_metadata_from_the_warehouse(seeded_valuation):
         meta = ui.relation_metadata(conn, "marts", "fct_stock_positions")
         counts = ui.mart_row_counts(conn)
         drift = ui.relation_metadata(conn, "marts", "fct_channel_drift")  # the real SQL, whatever the rows
-        fifo, avco = conn.execute("select sum(inventory_value_fifo), sum(inventory_value_avco) "
-                                  "from marts.fct_stock_positions where sku like 'RPT-%'").fetchone()
+        # The session warehouse holds other tests' SKUs too (some with negative value): the EUR total is
+        # checked against the positions of every SKU whose movements are mostly in EUR (ties: the first
+        # currency by name), computed here row by row.
+        counts_by_sku: dict[str, dict[str, int]] = {}
+        for sku, currency, n in conn.execute("select sku, currency, count(*) from marts.fct_stock_movements "
+                                             "where currency is not null group by 1, 2"):
+            counts_by_sku.setdefault(sku, {})[currency] = n
+        currency_of = {sku: min(c, key=lambda cur: (-c[cur], cur)) for sku, c in counts_by_sku.items()}
+        fifo = avco = Decimal(0)
+        for sku, f, a in conn.execute("select sku, inventory_value_fifo, inventory_value_avco "
+                                      "from marts.fct_stock_positions"):
+            if currency_of.get(sku) == "EUR":
+                fifo, avco = fifo + (f or 0), avco + (a or 0)
+        rpt = conn.execute("select count(*) from marts.fct_stock_positions where sku like 'RPT-%'").fetchone()[0]
         rows = conn.execute("select count(*) from marts.fct_stock_positions").fetchone()[0]
     assert meta["dagster/row_count"].value == rows
-    # the session warehouse may hold other tests' SKUs; this history is all EUR and RPT-*
-    assert meta["inventory_value_fifo/EUR"].value >= float(fifo) - 0.005
-    assert meta["inventory_value_avco/EUR"].value >= float(avco) - 0.005
+    assert rpt > 0 and all(currency_of[sku] == "EUR" for sku in currency_of if sku.startswith("RPT-"))
+    assert meta["inventory_value_fifo/EUR"].value == pytest.approx(float(fifo), abs=0.005)
+    assert meta["inventory_value_avco/EUR"].value == pytest.approx(float(avco), abs=0.005)
     assert "RPT-WH" in meta["stock_value"].value and "FIFO − AVCO" in meta["stock_value"].value
     assert "RPT-ST" in _svg(meta["value_by_location"].value)
     assert counts["rows/fct_stock_positions"].value == rows

@@ -99,7 +99,8 @@ def _start_indexes(conn) -> int:
 def test_a_sku_that_leaves_the_ledger_leaves_the_valuation(warehouse, dbt, load_file_rows):
     """An incremental build deletes the entries of a SKU no longer in the ledger, found through the partial
     index on each SKU's first position and checkpoints (one on the table, whichever way it was built), and
-    leaves every other SKU's entries as they were: not rewritten."""
+    leaves a tombstone (a state entry at position 0, for the marts to learn it from), once; every other
+    SKU's entries stay as they were: not rewritten."""
     if not _can_create_temporary_tables(warehouse):
         pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
     incremental = (*BUILD, "--vars", RESUME_VARS)
@@ -114,11 +115,16 @@ def test_a_sku_that_leaves_the_ledger_leaves_the_valuation(warehouse, dbt, load_
     with warehouse.admin_connect(autocommit=True) as conn:
         assert conn.execute("delete from raw.file_movements where sku = %s", (skus[0],)).rowcount > 0
     dbt(*incremental)
+    with warehouse.connect("transformer") as conn:
+        after_first = set(conn.execute(stamps, (prefix + "%",)).fetchall())
     dbt(*incremental)
     with warehouse.connect("transformer") as conn:
         after = set(conn.execute(stamps, (prefix + "%",)).fetchall())
         assert _start_indexes(conn) == 1
-    assert after == {row for row in before if row[0] != skus[0]}
+    tombstones = {row for row in after if row[0] == skus[0]}
+    assert [row[1:4] for row in tombstones] == [("state", 0, 0)]
+    assert after - tombstones == {row for row in before if row[0] != skus[0]}
+    assert after == after_first, "the second build wrote the tombstone again"
 
 
 def test_dbt_unit_tests(warehouse, dbt):
@@ -143,8 +149,8 @@ def test_dbt_unit_tests(warehouse, dbt):
 RESUME_VARS = "{valuation_incremental: true, valuation_checkpoint_interval: 3, valuation_checkpoints: 6}"
 ENTRIES = "intermediate.int_valuation_entries_posted"
 # what a checkpoint holds may differ between an incremental build and a full refresh (checkpoints kept
-# from earlier builds): the valuation's entries may not
-NOT_COMPARED = ("sku_fingerprint", "engine_state")
+# from earlier builds), and when an entry was written: the valuation's entries may not
+NOT_COMPARED = ("sku_fingerprint", "engine_state", "valued_at")
 
 
 def _entry_columns(conn) -> list[str]:
@@ -265,3 +271,90 @@ def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
             conn.execute(f"insert into {ENTRIES} ({kept}) select {kept} from {saved}")  # noqa: S608 - the test's own table names
             conn.execute(f"drop table {saved}")
     assert resumed_total >= len(rounds), "the incremental builds hardly ever resumed from a checkpoint"
+
+
+MARTS = ("fct_inventory_valuation", "fct_cost_of_goods", "fct_cost_layers")
+
+
+def _marts_as_text(conn, prefix: str) -> dict[str, Counter]:
+    """The valuation marts' rows of these SKUs, each as text (values and numeric scales) but for when they were
+    valued, as multisets."""
+    return {
+        mart: Counter(r[0] for r in conn.execute(
+            f"select (to_jsonb(m) - 'valued_at')::text from marts.{mart} as m where sku like %s",  # noqa: S608 - the test's own names
+            (prefix + "%",),
+        ).fetchall())
+        for mart in MARTS
+    }
+
+
+def test_incremental_marts_equal_full_refresh(warehouse, dbt, load_file_rows):
+    """The valuation marts follow the valuation incrementally (macros/valuation/valuation_catch_up.sql): after
+    several incremental builds in a row (later and back-dated batches resumed from checkpoints, a SKU leaving
+    the ledger, then coming back; once the valuation is built alone, so that the marts catch up with two of
+    its builds), they hold exactly, as text, what a full refresh gives, and the reference's values; the rows
+    of SKUs a batch left alone are not written again."""
+    if not _can_create_temporary_tables(warehouse):
+        pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
+    incremental = (*BUILD, "--vars", RESUME_VARS)
+    generated = _collect(16)
+    cuts = [(len(rows) // 3, len(rows) * 2 // 3) for rows in generated]
+    skus = load_histories(load_file_rows, [rows[:a] for rows, (a, _) in zip(generated, cuts, strict=True)])
+    prefix = skus[0].rsplit("-", 1)[0]
+    dbt(*incremental, "--full-refresh")
+    leaving = skus[0]
+
+    def later(sku: str, rows: list[dict]) -> list[dict]:
+        return [{**r, "sku": sku, "event_id": f"{sku}/{r['event_id']}",
+                 "reference": r["reference"] and f"{sku}/{r['reference']}"} for r in rows]
+
+    def leave() -> None:
+        with warehouse.admin_connect(autocommit=True) as conn:
+            assert conn.execute("delete from raw.file_movements where sku = %s", (leaving,)).rowcount > 0
+
+    middle = [(sku, later(sku, rows[a:b])) for sku, rows, (a, b) in zip(skus, generated, cuts, strict=True)]
+    valuation_alone = ("run", "--select", "+int_valuation_entries_posted", "--vars", RESUME_VARS)
+    rounds = [
+        # half the SKUs: their middle part (later and back-dated events)
+        (incremental, lambda: load_file_rows("movements", [row for _, rows in middle[::2] for row in rows])),
+        # one SKU leaves the ledger
+        (incremental, leave),
+        # the other half: their middle part; only the valuation is built (as a quick cycle may)
+        (valuation_alone, lambda: load_file_rows("movements", [row for _, rows in middle[1::2] for row in rows])),
+        # the SKU comes back whole, every SKU gets its last part: the marts catch up with two valuation builds
+        (incremental, lambda: load_file_rows("movements", later(leaving, generated[0][: cuts[0][1]]) + [
+            row for sku, rows, (_, b) in zip(skus, generated, cuts, strict=True) for row in later(sku, rows[b:])])),
+    ]
+    untouched = "select sku, xmin::text from marts.fct_inventory_valuation where sku = any(%s)"
+    with warehouse.connect("transformer") as conn:
+        written = set(conn.execute(untouched, (skus[1::2],)).fetchall())
+    assert written
+    for k, (build, apply) in enumerate(rounds):
+        apply()
+        dbt(*build)
+        if build is not incremental:
+            continue
+        with warehouse.connect("transformer") as conn:
+            if k == 0:  # caught up, not rebuilt: the rows of the SKUs this batch left alone were not rewritten
+                assert set(conn.execute(untouched, (skus[1::2],)).fetchall()) == written
+            problems = compare(conn, prefix)
+            gone = {mart: conn.execute(f"select count(*) from marts.{mart} where sku = %s", (leaving,)).fetchone()[0]  # noqa: S608 - the test's own names
+                    for mart in MARTS}
+        assert not problems, f"round {k + 1}: " + _report(problems)
+        if k == 1:
+            assert not any(gone.values()), f"round {k + 1}: rows of {leaving} left: {gone}"
+        else:
+            assert gone["fct_inventory_valuation"], f"round {k + 1}: {gone}"
+    with warehouse.connect("transformer") as conn:
+        incremental_marts = _marts_as_text(conn, prefix)
+    dbt(*incremental, "--full-refresh")
+    with warehouse.connect("transformer") as conn:
+        full_marts = _marts_as_text(conn, prefix)
+    for mart in MARTS:
+        only_incremental = incremental_marts[mart] - full_marts[mart]
+        only_full = full_marts[mart] - incremental_marts[mart]
+        assert full_marts[mart] and not only_incremental and not only_full, (
+            f"{mart}: {sum(only_incremental.values())} rows only after the incremental builds, "
+            f"{sum(only_full.values())} only after a full refresh; first ones:\n"
+            + "\n".join(sorted(only_incremental)[:5]) + "\n---\n" + "\n".join(sorted(only_full)[:5])
+        )

@@ -104,19 +104,25 @@
         where entry_kind = 'movement'
         group by sku
     ) as r
-    where t.sku = r.sku and (t.entry_kind = 'open_layer' or t.valuation_sequence >= r.resume_from);
+    -- (a tombstone, a state entry at position 0, goes too: the SKU is back in the ledger)
+    where t.sku = r.sku and (t.entry_kind = 'open_layer' or t.valuation_sequence >= r.resume_from
+        or t.entry_kind = 'state' and t.valuation_sequence = 0);
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }};
 {%- endmacro %}
 
 
-{#- post_hook of int_valuation_entries_posted with checkpoints: a partial index on the entries an incremental
-    build looks up among millions, the `state` entries (checkpoints) and each SKU's first position (every SKU
-    valued has one, checkpoints or not). Without it, finding the checkpoints and the SKUs that left the ledger
-    each read the whole table: at 10M movements (8 GB of entries) 10 s cold and 14 s. dbt's `indexes` config
-    cannot declare a partial index; this one is created once per table (a full build makes a new table, and
-    the one it replaces keeps its own index until dropped, so the test is on this relation's indexes). -#}
+{#- post_hook of int_valuation_entries_posted with checkpoints: the indexes an incremental build and the marts
+    catching up look things up through among millions of entries:
+      * a partial index on the `state` entries (checkpoints, tombstones) and each SKU's first position (every
+        SKU valued has one, checkpoints or not). Without it, finding the checkpoints and the SKUs that left
+        the ledger each read the whole table: at 10M movements (8 GB of entries) 10 s cold and 14 s. dbt's
+        `indexes` config cannot declare a partial index;
+      * one on valued_at, what the marts catch up from (macros/valuation/valuation_catch_up.sql): a full
+        build stamps every entry alike, so it is a few pages (B-tree deduplication) until builds add stamps.
+    Each is created once per table (a full build makes a new table, and the one it replaces keeps its own
+    indexes until dropped, so the test is on this relation's indexes). -#}
 {% macro valuation_sku_start_index() -%}
     {{ return(adapter.dispatch('valuation_sku_start_index')()) }}
 {%- endmacro %}
@@ -127,32 +133,32 @@
 
 
 {% macro postgres__valuation_sku_start_index() -%}
-do $index$
-begin
-    if not exists (
-        select 1 from pg_index
-        where indrelid = '{{ this }}'::regclass and pg_get_expr(indpred, indrelid) like '%valuation_sequence = 1%'
-    ) then
-        create index on {{ this }} (sku, valuation_sequence) where entry_kind = 'state' or valuation_sequence = 1;
-    end if;
-end
-$index$
+{{ index_once(['sku', 'valuation_sequence'], "entry_kind = 'state' or valuation_sequence = 1") }};
+{{ index_once(['valued_at']) }}
 {%- endmacro %}
 
 
 {#- post_hook of an incremental build of int_valuation_entries_posted: the entries of SKUs no longer in the
-    ledger go. Such SKUs are found among the entries at a SKU's first position (valuation_sku_start_index), not
-    by probing the ledger for every entry; when there are none, nothing else is read. -#}
+    ledger go, and each leaves a tombstone (a `state` entry at position 0, without state, stamped with this
+    build) from which the valuation marts learn it (valuation_catch_up.sql). Such SKUs are found among the
+    entries at a SKU's first position and the checkpoints (valuation_sku_start_index), not by probing the
+    ledger for every entry; when there are none, nothing else is read. -#}
 {% macro valuation_delete_gone_skus() -%}
-    delete from {{ this }} as t
-    using (
-        select starts.sku
-        from {{ this }} as starts
-        where (starts.entry_kind = 'state' or starts.valuation_sequence = 1)
-            and not exists (select 1 from {{ ref('int_movements_unified') }} as ledger where ledger.sku = starts.sku)
-        group by starts.sku
-    ) as gone
-    where t.sku = gone.sku
+    with gone as (
+        delete from {{ this }} as t
+        using (
+            select starts.sku
+            from {{ this }} as starts
+            where (starts.entry_kind = 'state' or starts.valuation_sequence = 1) and starts.valuation_sequence > 0
+                and not exists (select 1 from {{ ref('int_movements_unified') }} as ledger where ledger.sku = starts.sku)
+            group by starts.sku
+        ) as gone_skus
+        where t.sku = gone_skus.sku
+        returning t.sku
+    )
+    insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
+    select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
+    from gone
 {%- endmacro %}
 
 

@@ -27,7 +27,8 @@ unpivoted as (
         methods.balance_value,
         methods.average_unit_cost,
         entries.in_transit_quantity,
-        methods.in_transit_value
+        methods.in_transit_value,
+        entries.valued_at
     from entries
     cross join lateral (
         values

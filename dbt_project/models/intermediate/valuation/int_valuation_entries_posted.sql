@@ -42,8 +42,11 @@
 --     and unit costs from the stored entries (by the same rule as the engine's: own source first).
 --   * Writing (strategy valuation_resume): per SKU in the increment, its entries from the resume
 --     position on (movement, cost_line, state) and all its open_layer entries are replaced. SKUs that
---     left the ledger are deleted (post-hook). The checkpoints and each SKU's first position are indexed
---     (post-hook valuation_sku_start_index), so neither needs a scan of the whole table.
+--     left the ledger are deleted, each leaving a tombstone (post-hook). The checkpoints and each SKU's
+--     first position are indexed (post-hook valuation_sku_start_index), so neither needs a scan of the
+--     whole table.
+--   * Every entry carries `valued_at`, its build's stamp (pre_hook valuation_begin_build, which also locks
+--     out a concurrent build): the valuation marts catch up from it (macros/valuation/valuation_catch_up.sql).
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
 -- An incremental build runs with enable_nestloop and enable_mergejoin off (transaction-local): the planner
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
@@ -56,6 +59,7 @@
         incremental_strategy='valuation_resume',
         on_schema_change='append_new_columns',
         pre_hook=[
+            "{% if var('valuation_incremental', false) %}{{ valuation_begin_build() }}{% endif %}",
             "{{ create_valuation_functions() }}",
             "{% if is_incremental() %}set local enable_nestloop = off; set local enable_mergejoin = off{% else %}{{ valuation_parallel_settings() }}{% endif %}",
         ],
@@ -507,7 +511,9 @@ final as (
         provisional_unit_cost_base,
         layer_sequence,
         state_fingerprint as sku_fingerprint,
-        engine_state
+        engine_state,
+        -- this build's stamp: what the valuation marts catch up from (macros/valuation/valuation_catch_up.sql)
+        {{ valuation_build_stamp() }} as valued_at
     from posted
 )
 

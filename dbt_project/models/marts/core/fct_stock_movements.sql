@@ -1,4 +1,4 @@
--- One row per movement: the primary key, added once the table is written (macros/add_primary_key.sql).
+-- One row per movement: the primary key, added once the table is written (macros/indexes.sql).
 {{ config(post_hook="{{ add_primary_key(['movement_id']) }}") }}
 with ledger as (
     select * from {{ ref('int_movements_unified') }}

@@ -1,11 +1,13 @@
--- One row per cost line: the primary key, added once the table is written (macros/add_primary_key.sql).
-{{ config(post_hook="{{ add_primary_key(['cost_line_id']) }}") }}
+-- One row per cost line: the primary key, added once the table is written (macros/indexes.sql).
+-- With var valuation_incremental it catches up with the valuation's entries stamped since its last build
+-- (macros/valuation/valuation_catch_up.sql), which equals a rebuild.
+{{ config(**valuation_mart_config(by_position=true, post_hook=["{{ add_primary_key(['cost_line_id']) }}"])) }}
 -- Cost-of-goods lineage: every issue split into the cost it carried (FIFO: per layer consumed, and
 -- provisional cost beyond the layers; AVCO: one line at the average), plus the revaluations booked when
 -- negative stock was settled, each tied to the issue it corrects (FIFO) or the settling movement (AVCO).
 with lines as (
-    select * from {{ ref('int_valuation_entries_posted') }}
-    where entry_kind = 'cost_line'
+    select * from {{ ref('int_valuation_entries_posted') }} as entries
+    where entry_kind = 'cost_line' and {{ valuation_mart_increment('entries') }}
 ),
 
 final as (
@@ -28,7 +30,9 @@ final as (
         movement_id as booked_movement_id,
         event_id as booked_event_id,
         occurred_at as booked_at,
-        line_sequence
+        valuation_sequence,
+        line_sequence,
+        valued_at
     from lines
 )
 

@@ -1,7 +1,13 @@
 -- Valuation of every movement by both methods (DESIGN §7): what it did to stock value at its SKU and
 -- location, the revaluation it booked, and the balance after it.
+-- With var valuation_incremental it catches up with the valuation's entries stamped since its last build
+-- (macros/valuation/valuation_catch_up.sql), which equals a rebuild.
+-- depends_on: {{ ref('int_valuation_entries_posted') }}
+{{ config(**valuation_mart_config(by_position=true)) }}
+
 with valued as (
-    select * from {{ ref('int_movements_valued') }}
+    select * from {{ ref('int_movements_valued') }} as valued
+    where {{ valuation_mart_increment('valued') }}
 ),
 
 final as (
@@ -24,7 +30,8 @@ final as (
         balance_value,
         average_unit_cost,
         in_transit_quantity,
-        in_transit_value
+        in_transit_value,
+        valued_at
     from valued
 )
 

@@ -1,0 +1,31 @@
+{#- post_hook of a large mart: its primary key, added once the table is written. Declared in the contract it
+    would be kept up row by row while millions of rows are inserted; added after, it is one sorted build of the
+    index (fct_stock_movements at 1M: 2.75 -> 2.1 s; fct_cost_of_goods at 10M: a 9 s build where the
+    `unique` data test took 26 s alone, 83 s beside the rest of a build). Unnamed, so PostgreSQL picks a name
+    that never collides with the index of the table the build replaces. -#}
+{% macro add_primary_key(columns) -%}
+    {#- (an incremental model's table has it from the build that created it) -#}
+    {%- if not is_incremental() -%}
+    alter table {{ this }} add primary key ({{ columns | join(', ') }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- post_hook: an index on `columns` (of the rows matching `where`, a partial index), created unless this relation
+    has one already: dbt's `indexes` config cannot declare a partial index, and creates indexes only with the
+    table (a table from an earlier release, kept by incremental builds, would never get one). A full build
+    makes a new table, and the one it replaces keeps its own indexes until dropped, so the test is on this
+    relation's indexes; unnamed, so PostgreSQL picks a name that never collides with theirs. -#}
+{% macro index_once(columns, where=none) -%}
+do $index$
+begin
+    if not exists (
+        select 1 from pg_index
+        where indrelid = '{{ this }}'::regclass
+            and pg_get_indexdef(indexrelid) like '%({{ columns | join(', ') }}){{ ' WHERE %' if where }}'
+    ) then
+        create index on {{ this }} ({{ columns | join(', ') }}){% if where %} where {{ where }}{% endif %};
+    end if;
+end
+$index$
+{%- endmacro %}

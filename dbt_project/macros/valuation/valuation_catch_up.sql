@@ -1,0 +1,126 @@
+{#-
+    The valuation marts (fct_inventory_valuation, fct_cost_of_goods, fct_cost_layers) follow
+    int_valuation_entries_posted incrementally (var valuation_incremental) instead of being rebuilt from all
+    its entries on every build (issue 4: at 10M movements ~160 s of an incremental build whose valuation
+    rewrote a few percent of the entries).
+
+    What changed: every entry carries `valued_at`, the stamp of the build that wrote it (valuation_begin_build:
+    the build's time, always later than every stamp already in the table). An incremental build of the
+    valuation rewrites, per SKU it re-values, a suffix of its positions (movement, cost_line and state entries
+    from the resume position on) and all its open layers; a SKU that leaves the ledger leaves a tombstone (a
+    `state` entry at position 0, valuation_delete_gone_skus). So, per SKU, the entries stamped after any
+    moment are exactly a suffix of its positions and its open layers.
+
+    Catching up (valuation_mart_catch_up, a mart's pre_hooks, in the mart's own transaction): the mart's mark is
+    the latest stamp among its rows. Per SKU with movement or state entries stamped after the mark, the first
+    such position (`resume_from`; 0 for a tombstone): the mart's rows of that SKU from there on (open layers:
+    all of them) are deleted, and the model inserts the entries stamped after the mark. With no mark (an empty
+    mart), or a valuation rebuilt whole since (its oldest stamp is later than the mark), the mart is emptied
+    and filled again. A mark that lags (the last build wrote none of this mart's kind of entries) only makes
+    it redo work: deleting from an earlier position and inserting the same entries again gives the same rows.
+    Both relations are locked first (the mart against a concurrent build of itself, the valuation against a
+    concurrent write), so what the hooks decide is what the model reads.
+-#}
+
+{#- The setting that carries a value from a hook to the model's statement in the same transaction. -#}
+{% macro valuation_setting(name) -%}
+    'inventory_sync.{{ name }}'
+{%- endmacro %}
+
+
+{#- pre_hook of int_valuation_entries_posted: lock out concurrent valuation builds and mart catch-ups, then fix
+    this build's stamp (valued_at): now, but always later than every stamp already in the table, so that the
+    marts' marks only grow even if the clock is set back. (A table from before valued_at gets the column here,
+    its rows stamped now: the marts then fill themselves again, as after a rebuild.) -#}
+{% macro valuation_begin_build() -%}
+    {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) if execute else none -%}
+    {%- if existing is not none -%}
+    lock table {{ this }} in share row exclusive mode;
+    {%- if 'valued_at' not in (adapter.get_columns_in_relation(existing) | map(attribute='name') | list) %}
+    alter table {{ this }} add column valued_at timestamptz default now();
+    alter table {{ this }} alter column valued_at drop default;
+    {%- endif %}
+    select set_config(
+        {{ valuation_setting('valued_at') }},
+        greatest(now(), (select max(valued_at) from {{ this }}) + interval '1 microsecond')::text,
+        true
+    )
+    {%- else -%}
+    select set_config({{ valuation_setting('valued_at') }}, now()::text, true)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The stamp of this valuation build (outside a build, e.g. in a dbt unit test: now). Parallel safe. -#}
+{% macro valuation_build_stamp() -%}
+    coalesce(nullif(current_setting({{ valuation_setting('valued_at') }}, true), '')::timestamptz, now())
+{%- endmacro %}
+
+
+{#- pre_hooks of a valuation mart built incrementally: lock, then delete what the entries stamped after the
+    mark replace (`by_position`: per SKU from resume_from on; else all the SKU's rows) and leave the mark for
+    the model (valuation_mart_increment). Rendered after the lock is taken (dbt renders each hook just before
+    running it), so the mark and the valuation's oldest stamp are read with both relations locked. -#}
+{% macro valuation_mart_lock() -%}
+    {%- if is_incremental() -%}
+    lock table {{ this }} in share row exclusive mode;
+    lock table {{ ref('int_valuation_entries_posted') }} in share mode
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro valuation_mart_catch_up(by_position=true) -%}
+    {%- if is_incremental() -%}
+    {%- set entries = ref('int_valuation_entries_posted') -%}
+    {%- set mark, whole = none, true -%}
+    {#- (a mart from before valued_at, built as a table: filled again, once the build has added the column) -#}
+    {%- if execute and 'valued_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
+        {%- set found = run_query(
+            "select mark::text, mark is null or oldest is null or oldest > mark from (select"
+            ~ " (select max(valued_at) from " ~ this ~ ") as mark,"
+            ~ " (select min(valued_at) from " ~ entries ~ ") as oldest) as marks"
+        ).rows[0] -%}
+        {%- set mark, whole = found[0], found[1] -%}
+    {%- endif -%}
+    {%- if whole -%}
+    truncate {{ this }};
+    select set_config({{ valuation_setting('valued_after') }}, '-infinity', true)
+    {%- else -%}
+    delete from {{ this }} as mart
+    using (
+        select entries.sku, min(entries.valuation_sequence) as resume_from
+        from {{ entries }} as entries
+        where entries.valued_at > '{{ mark }}'::timestamptz and entries.entry_kind in ('movement', 'state')
+        group by entries.sku
+    ) as changed
+    where mart.sku = changed.sku{% if by_position %} and mart.valuation_sequence >= changed.resume_from{% endif %};
+    select set_config({{ valuation_setting('valued_after') }}, '{{ mark }}', true)
+    {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The model's filter on the entries it reads (after `where`): all of them when built whole, else those
+    stamped after the mark the pre_hook left (through the index on valued_at: the planner reads the setting
+    when it estimates). -#}
+{% macro valuation_mart_increment(entries) -%}
+    {%- if is_incremental() -%}
+    {{ entries }}.valued_at > current_setting({{ valuation_setting('valued_after') }})::timestamptz
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The config of a valuation mart: incremental (catching up) with var valuation_incremental, else a table. -#}
+{% macro valuation_mart_config(by_position=true, post_hook=[]) -%}
+    {%- set incremental = var('valuation_incremental', false) -%}
+    {{ return({
+        'materialized': 'incremental' if incremental else 'table',
+        'incremental_strategy': 'append',
+        'on_schema_change': 'append_new_columns',
+        'pre_hook': (["{{ valuation_mart_lock() }}", "{{ valuation_mart_catch_up(by_position=" ~ by_position ~ ") }}"]
+                     if incremental else []),
+        'post_hook': post_hook + (["{{ index_once(['valued_at']) }}"] if incremental else []),
+    }) }}
+{%- endmacro %}
