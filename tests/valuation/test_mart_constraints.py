@@ -21,11 +21,11 @@ AT = datetime(2026, 1, 1, tzinfo=UTC)
 VALID = {
     "fct_inventory_valuation": {
         "movement_id": "probe:1", "event_id": "1", "sku": "PROBE", "location": "WH", "method": "fifo",
-        "balance_quantity": 0, "balance_value": 0,
+        "valuation_sequence": 1, "balance_quantity": 0, "balance_value": 0,
     },
     "fct_cost_of_goods": {
         "cost_line_id": "probe:1:fifo:1", "issue_movement_id": "probe:1", "sku": "PROBE", "method": "avco",
-        "cost_kind": "average", "booked_movement_id": "probe:1",
+        "cost_kind": "average", "booked_movement_id": "probe:1", "valuation_sequence": 1, "line_sequence": 1,
     },
     "fct_cost_layers": {
         "sku": "PROBE", "location": "WH", "source_movement_id": "probe:1", "layer_sequence": 1,
@@ -73,7 +73,8 @@ def test_marts_refuse_rows_their_contract_forbids(warehouse, dbt):
                     _insert(conn, table, VALID[table] | change)
                 diag = raised.value.diag
                 assert named in (diag.constraint_name or "") + (diag.column_name or ""), (table, change, diag.message_primary)
-            # The primary keys (added after the load): one row per movement, one per cost line.
-            for table in ("fct_stock_movements", "fct_cost_of_goods"):
+            # The primary keys (added after the load): one row per movement; per SKU position one valuation row
+            # per method and one cost line per method and line number.
+            for table in ("fct_stock_movements", "fct_inventory_valuation", "fct_cost_of_goods"):
                 with pytest.raises(errors.UniqueViolation), conn.transaction():
                     _insert(conn, table, VALID[table])

@@ -69,10 +69,13 @@ def test_reconciliation_and_layer_tests_fail_on_tampered_marts(warehouse, dbt, l
             " order by movement_id limit 1", (prefix,)).fetchone()[0]
         valued_row = conn.execute("select * from marts.fct_inventory_valuation where movement_id = %s"
                                   " and method = 'avco'", (movement,)).fetchone()
-        doubled = ("insert into marts.fct_inventory_valuation select * from marts.fct_inventory_valuation"
-                   " where movement_id = %s and method = 'fifo'")
-        undoubled = ("delete from marts.fct_inventory_valuation where ctid = (select max(ctid)"
-                     " from marts.fct_inventory_valuation where movement_id = %s and method = 'fifo')")
+        # (the copy at a position of its own: a position holds one row per method, the primary key)
+        doubled = ("insert into marts.fct_inventory_valuation select (jsonb_populate_record("
+                   "null::marts.fct_inventory_valuation,"
+                   " to_jsonb(v) || jsonb_build_object('valuation_sequence', v.valuation_sequence + 1000000))).*"
+                   " from marts.fct_inventory_valuation as v where movement_id = %s and method = 'fifo'")
+        undoubled = ("delete from marts.fct_inventory_valuation"
+                     " where movement_id = %s and method = 'fifo' and valuation_sequence > 1000000")
         dropped = "delete from marts.fct_inventory_valuation where movement_id = %s and method = 'avco'"
         restored = f"insert into marts.fct_inventory_valuation values ({', '.join(['%s'] * len(valued_row))})"  # noqa: S608 (placeholders only)
         kind = ("update intermediate.int_valuation_entries_posted set entry_kind = %s where entry_kind = 'open_layer'"

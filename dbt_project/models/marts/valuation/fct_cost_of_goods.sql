@@ -1,7 +1,10 @@
--- One row per cost line: the primary key, added once the table is written (macros/indexes.sql).
--- With var valuation_incremental it catches up with the valuation's entries stamped since its last build
--- (macros/valuation/valuation_catch_up.sql), which equals a rebuild.
-{{ config(**valuation_mart_config(by_position=true, post_hook=["{{ add_primary_key(['cost_line_id']) }}"])) }}
+-- One row per cost line: the primary key (sku, valuation_sequence, method, line_sequence), the line's place in
+-- its SKU's valuation, added once the table is written (macros/indexes.sql). It is also what a build catching
+-- up deletes a SKU's lines from a position on by: with var valuation_incremental the mart catches up with the
+-- valuation's entries stamped since its last build (macros/valuation/valuation_catch_up.sql), which equals a
+-- rebuild.
+{{ config(**valuation_mart_config(by_position=true, post_hook=[
+    "{{ add_primary_key(['sku', 'valuation_sequence', 'method', 'line_sequence']) }}"])) }}
 -- Cost-of-goods lineage: every issue split into the cost it carried (FIFO: per layer consumed, and
 -- provisional cost beyond the layers; AVCO: one line at the average), plus the revaluations booked when
 -- negative stock was settled, each tied to the issue it corrects (FIFO) or the settling movement (AVCO).
