@@ -78,3 +78,29 @@ def test_marts_refuse_rows_their_contract_forbids(warehouse, dbt):
             for table in ("fct_stock_movements", "fct_inventory_valuation", "fct_cost_of_goods"):
                 with pytest.raises(errors.UniqueViolation), conn.transaction():
                     _insert(conn, table, VALID[table])
+
+
+def test_a_mart_from_an_earlier_release_gets_its_keys(warehouse, dbt):
+    """The valuation marts are incremental: their table outlives a release that changes its key or adds an index.
+    A build that keeps the table replaces a primary key on other columns (fct_cost_of_goods keyed by cost_line_id,
+    as it was) and adds the index it catches up by (valued_at), once."""
+    dbt("run", "--select", *VALUATION_BUILD)
+    table = "marts.fct_cost_of_goods"
+    keys = ("select pg_get_constraintdef(oid) from pg_constraint where conrelid = %s::regclass and contype = 'p'")
+    stamped = ("select count(*) from pg_index where indrelid = %s::regclass"
+               " and pg_get_indexdef(indexrelid) like '%%(valued_at)'")
+    with warehouse.connect("transformer", autocommit=True) as conn:
+        (name,) = conn.execute("select conname from pg_constraint where conrelid = %s::regclass and contype = 'p'",
+                               (table,)).fetchone()
+        conn.execute(sql.SQL("alter table marts.fct_cost_of_goods drop constraint {}").format(sql.Identifier(name)))
+        conn.execute("alter table marts.fct_cost_of_goods add primary key (cost_line_id)")
+        for (index,) in conn.execute("select indexrelid::regclass::text from pg_index where indrelid = %s::regclass"
+                                     " and pg_get_indexdef(indexrelid) like '%%(valued_at)'", (table,)).fetchall():
+            conn.execute(sql.SQL("drop index {}").format(sql.SQL(index)))
+        assert conn.execute(stamped, (table,)).fetchone()[0] == 0
+    for _ in range(2):
+        dbt("run", "--select", "fct_cost_of_goods")
+        with warehouse.connect("transformer") as conn:
+            assert conn.execute(keys, (table,)).fetchall() == [
+                ("PRIMARY KEY (sku, valuation_sequence, method, line_sequence)",)]
+            assert conn.execute(stamped, (table,)).fetchone()[0] == 1

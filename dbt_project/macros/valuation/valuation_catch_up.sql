@@ -58,7 +58,8 @@
 
 
 {#- pre_hooks of a valuation mart built incrementally: lock, then delete what the entries stamped after the
-    mark replace (`by_position`: per SKU from resume_from on; else all the SKU's rows) and leave the mark for
+    mark replace (`by_position`: per SKU from resume_from on, through the mart's primary key, which leads with
+    sku and valuation_sequence; else all the SKU's rows) and leave the mark for
     the model (valuation_mart_increment). Rendered after the lock is taken (dbt renders each hook just before
     running it), so the mark and the valuation's oldest stamp are read with both relations locked. -#}
 {% macro valuation_mart_lock() -%}
@@ -86,6 +87,13 @@
     truncate {{ this }};
     select set_config({{ valuation_setting('valued_after') }}, '-infinity', true)
     {%- else -%}
+    {#- Per SKU changed, through the primary key (sku, valuation_sequence, …): the planner, with no statistics on
+        a mart just written and a default guess for the SKUs changed, would hash them and read the whole mart
+        (10M movements: 6 s warm, 23 s in a build, against 1.1 s). -#}
+    {%- if by_position %}
+    set local enable_hashjoin = off;
+    set local enable_mergejoin = off;
+    {%- endif %}
     delete from {{ this }} as mart
     using (
         select entries.sku, min(entries.valuation_sequence) as resume_from
@@ -94,6 +102,10 @@
         group by entries.sku
     ) as changed
     where mart.sku = changed.sku{% if by_position %} and mart.valuation_sequence >= changed.resume_from{% endif %};
+    {%- if by_position %}
+    set local enable_hashjoin = default;
+    set local enable_mergejoin = default;
+    {%- endif %}
     select set_config({{ valuation_setting('valued_after') }}, '{{ mark }}', true)
     {%- endif -%}
     {%- endif -%}
