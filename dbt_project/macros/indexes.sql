@@ -29,14 +29,16 @@ $key$
     has one already: dbt's `indexes` config cannot declare a partial index, and creates indexes only with the
     table (a table from an earlier release, kept by incremental builds, would never get one). A full build
     makes a new table, and the one it replaces keeps its own indexes until dropped, so the test is on this
-    relation's indexes; unnamed, so PostgreSQL picks a name that never collides with theirs. -#}
-{% macro index_once(columns, where=none) -%}
+    relation's indexes; unnamed, so PostgreSQL picks a name that never collides with theirs. An index on an
+    expression, which PostgreSQL writes back in its own form, is found by `match` (a LIKE pattern on its
+    definition) instead. -#}
+{% macro index_once(columns, where=none, match=none) -%}
 do $index$
 begin
     if not exists (
         select 1 from pg_index
         where indrelid = '{{ this }}'::regclass
-            and pg_get_indexdef(indexrelid) like '%({{ columns | join(', ') }}){{ ' WHERE %' if where }}'
+            and pg_get_indexdef(indexrelid) like {% if match %}$match${{ match }}$match${% else %}'%({{ columns | join(', ') }}){{ ' WHERE %' if where }}'{% endif %}
     ) then
         create index on {{ this }} ({{ columns | join(', ') }}){% if where %} where {{ where }}{% endif %};
     end if;

@@ -517,8 +517,8 @@ class Bench:
             return bool(conn.execute("select has_database_privilege(current_database(), 'TEMPORARY')").fetchone()[0])
 
     def dbt_vars(self) -> list[str]:
-        # Only when the grants rule the incremental valuation out: otherwise the project's own vars hold.
-        return [] if self.can_temp else ["--vars", "{valuation_incremental: false}"]
+        # Only when the grants rule incremental builds out: otherwise the project's own vars hold.
+        return [] if self.can_temp else ["--vars", "{valuation_incremental: false, ledger_incremental: false}"]
 
     def _postmaster_pid(self) -> int | None:
         info = self.wh.embedded.info() if self.wh is not None and self.wh.embedded is not None else None

@@ -106,20 +106,50 @@ def api_table_ddl(table: str) -> sql.Composed:
     ).format(sql.Identifier(table))
 
 
+# The triggers that log every change to a raw table in ops.pending_loads (created by the warehouse bootstrap),
+# which is how an incremental build of the ledger knows what to read: name -> (event, transition tables, function
+# for an append-only table, function for one whose rows may change). New rows of an append-only table are logged
+# per batch (the build reads those batches); any other change makes the next build map the ledger whole.
+LOAD_LOG_TRIGGERS = {
+    "log_inserts": ("insert", "referencing new table as new_rows", "ops.log_new_rows", "ops.log_changed_rows"),
+    "log_updates": ("update", "referencing old table as old_rows new table as new_rows", "ops.log_changed_rows",
+                    "ops.log_changed_rows"),
+    "log_deletes": ("delete", "referencing old table as old_rows", "ops.log_changed_rows", "ops.log_changed_rows"),
+    "log_truncates": ("truncate", "", "ops.log_changed_rows", "ops.log_changed_rows"),
+}
+
+
+def ensure_load_log(conn: psycopg.Connection, table: str, append_only: bool) -> None:
+    """Put the load-log triggers on raw.<table> (once: an existing trigger is left alone), and an index on
+    batch_id, by which an incremental build reads a batch."""
+    present = {name for (name,) in conn.execute(
+        "select tgname from pg_trigger where tgrelid = %s::regclass and not tgisinternal", (f"raw.{table}",)
+    ).fetchall()}
+    for name, (event, transition, appended, changed) in LOAD_LOG_TRIGGERS.items():
+        if name in present:
+            continue
+        conn.execute(sql.SQL("create trigger {} after {} on raw.{} {} for each statement execute function {}()").format(
+            sql.Identifier(name), sql.SQL(event), sql.Identifier(table), sql.SQL(transition),
+            sql.SQL(appended if append_only else changed)))
+    conn.execute(sql.SQL("create index if not exists {} on raw.{} (batch_id)").format(
+        sql.Identifier(f"{table}_batch_id"), sql.Identifier(table)))
+
+
 def ensure_file_tables(conn: psycopg.Connection) -> None:
     """Create the file tables; on a warehouse made by an earlier release, add the columns it lacks (every
     column added after a table's first release is nullable or has a default)."""
     existing = {(t, c) for t, c in conn.execute(
         "select table_name, column_name from information_schema.columns where table_schema = 'raw'").fetchall()}
-    for kind, (columns, _, _) in FILE_TABLES.items():
+    for kind, (columns, _, append_only) in FILE_TABLES.items():
         table = f"file_{kind}"
         if not any(t == table for t, _ in existing):
             conn.execute(file_table_ddl(kind))
-            continue
-        for name, typ in columns:
-            if (table, name) not in existing:
-                conn.execute(sql.SQL("alter table raw.{} add column {} {}").format(
-                    sql.Identifier(table), sql.Identifier(name), sql.SQL(typ)))
+        else:
+            for name, typ in columns:
+                if (table, name) not in existing:
+                    conn.execute(sql.SQL("alter table raw.{} add column {} {}").format(
+                        sql.Identifier(table), sql.Identifier(name), sql.SQL(typ)))
+        ensure_load_log(conn, table, append_only)
 
 
 @dataclass
@@ -132,31 +162,42 @@ class LoadResult:
 
 def load_file_rows(conn: psycopg.Connection, kind: str, rows: Sequence[dict[str, Any]], batch_id: str) -> LoadResult:
     """Land canonical rows. Movements are append-only (a re-imported id changes nothing, a re-used id
-    with a different payload is reported as conflicting); reference data is upserted on its key."""
+    with a different payload is reported as conflicting); reference data is upserted on its key (of two rows
+    with one key in a batch, the later wins). One statement per batch (COPY into a temporary table, then one
+    insert): the raw table's triggers log the batch once (ops.pending_loads)."""
     columns, key, append_only = FILE_TABLES[kind]
     names = [c for c, _ in columns]
     ident = sql.Identifier(f"file_{kind}")
     result = LoadResult(received=len(rows))
     if not rows:
         return result
-    stmt = sql.SQL("insert into raw.{} ({}, batch_id) values ({}, %s)").format(
-        ident, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))
-    )
-    if append_only:
-        stmt += sql.SQL(" on conflict ({}) do nothing").format(sql.SQL(", ").join(map(sql.Identifier, key)))
-    else:
-        updates = [n for n in names if n not in key]
-        stmt += sql.SQL(" on conflict ({}) do update set {}, batch_id = excluded.batch_id, loaded_at = now()").format(
-            sql.SQL(", ").join(map(sql.Identifier, key)),
-            sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in updates),
-        )
+    cols = sql.SQL(", ").join(map(sql.Identifier, names))
+    keys = sql.SQL(", ").join(map(sql.Identifier, key))
     with conn.cursor() as cur:
-        before = cur.execute(sql.SQL("select count(*) from raw.{}").format(ident)).fetchone()[0]
-        cur.executemany(stmt, [[row.get(n) for n in names] + [batch_id] for row in rows])
-        after = cur.execute(sql.SQL("select count(*) from raw.{}").format(ident)).fetchone()[0]
-    result.inserted = after - before
-    if append_only:
-        result.duplicates = result.received - result.inserted
+        cur.execute("drop table if exists _incoming_file_rows")
+        cur.execute(sql.SQL("create temporary table _incoming_file_rows as"
+                            " select 0::bigint as ordinal, {} from raw.{} with no data").format(cols, ident))
+        before = None if append_only else cur.execute(sql.SQL("select count(*) from raw.{}").format(ident)).fetchone()[0]
+        with cur.copy(sql.SQL("copy _incoming_file_rows (ordinal, {}) from stdin").format(cols)) as copy:
+            for ordinal, row in enumerate(rows):
+                copy.write_row([ordinal, *(row.get(n) for n in names)])
+        if append_only:
+            stmt = sql.SQL("insert into raw.{} ({}, batch_id) select {}, %s from _incoming_file_rows order by ordinal"
+                           " on conflict ({}) do nothing").format(ident, cols, cols, keys)
+        else:
+            updates = [n for n in names if n not in key]
+            stmt = sql.SQL(
+                "insert into raw.{} ({}, batch_id) select distinct on ({}) {}, %s from _incoming_file_rows"
+                " order by {}, ordinal desc on conflict ({}) do update set {}, batch_id = excluded.batch_id, loaded_at = now()"
+            ).format(ident, cols, keys, cols, keys, keys,
+                     sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in updates))
+        written = cur.execute(stmt, (batch_id,)).rowcount
+        cur.execute("drop table _incoming_file_rows")
+        if append_only:
+            result.inserted = written
+            result.duplicates = result.received - result.inserted
+        else:  # upserted: the rows new to the table
+            result.inserted = cur.execute(sql.SQL("select count(*) from raw.{}").format(ident)).fetchone()[0] - before
     return result
 
 
@@ -241,3 +282,4 @@ def ensure_api_tables(conn: psycopg.Connection, registry=None) -> None:
     for channel in registry.channels.values():
         for entity in channel.entities:
             conn.execute(api_table_ddl(channel.table(entity)))
+            ensure_load_log(conn, channel.table(entity), append_only=True)

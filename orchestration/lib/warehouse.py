@@ -34,7 +34,8 @@ SCHEMAS = ("raw", "staging", "intermediate", "marts", "ops")
 ROLES = ("loader", "transformer", "pusher", "analyst", "finance")
 # Raise it whenever _grant or OPS_DDL changes: open_warehouse bootstraps again (idempotently) any warehouse
 # recorded at a lower version, so existing installs get the change. 5: transformer reads ops.extract_cursors.
-BOOTSTRAP_VERSION = 5
+# 6: ops.pending_loads, the log of raw changes the incremental ledger build takes.
+BOOTSTRAP_VERSION = 6
 
 
 class WarehouseError(RuntimeError):
@@ -452,6 +453,8 @@ class Warehouse:
         x(sql.SQL("grant select, insert, update on ops.extract_cursors to {}").format(r["loader"]))
         # The drift model reads how far each change feed is known to be read (dbt source ops.extract_cursors).
         x(sql.SQL("grant select on ops.extract_cursors to {}").format(r["transformer"]))
+        # The ledger build takes (reads and deletes) the loads logged since it last ran (orchestration.lib.raw).
+        x(sql.SQL("grant select, delete on ops.pending_loads to {}").format(r["transformer"]))
         x(sql.SQL("grant select, insert on ops.quarantine to {}").format(r["loader"]))
         x(sql.SQL("grant usage on all sequences in schema ops to {}, {}").format(r["loader"], r["pusher"]))
         x(sql.SQL("grant select on ops.corrections, ops.sync_log, ops.quarantine to {}, {}").format(r["transformer"], r["finance"]))
@@ -541,6 +544,50 @@ create table if not exists ops.sync_alerts (
     message text not null,
     raised_at timestamptz not null default now()
 );
+-- What changed in raw since the ledger was last built (issue 4: an incremental build reads only that). The
+-- triggers orchestration.lib.raw puts on every raw table write one row per statement: new rows of an
+-- append-only table, per batch_id (row_count of them); anything else (an update that changes a row, a delete,
+-- a truncate, any write to reference data) with batch_id null, which makes the next build map the ledger
+-- whole. Written in the writer's transaction, so an entry is visible exactly when its rows are; the ledger
+-- build deletes the entries it takes in its own transaction (macros/ledger.sql).
+create table if not exists ops.pending_loads (
+    table_name text not null,
+    batch_id text,
+    row_count bigint not null,
+    logged_at timestamptz not null default clock_timestamp()
+);
+create or replace function ops.log_new_rows() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    insert into ops.pending_loads (table_name, batch_id, row_count)
+    select tg_table_name, batch_id, count(*) from new_rows group by batch_id;
+    return null;
+end
+$$;
+create or replace function ops.log_changed_rows() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    if tg_op = 'TRUNCATE' then
+        insert into ops.pending_loads (table_name, batch_id, row_count) values (tg_table_name, null, 0);
+    elsif tg_op = 'DELETE' then
+        insert into ops.pending_loads (table_name, batch_id, row_count)
+        select tg_table_name, null, count(*) from old_rows having count(*) > 0;
+    elsif tg_op = 'UPDATE' then
+        -- only rows whose content changed (an upsert that re-sends a row rewrites batch_id and loaded_at)
+        insert into ops.pending_loads (table_name, batch_id, row_count)
+        select tg_table_name, null, count(*) from (
+            select to_jsonb(n) - 'batch_id' - 'loaded_at' from new_rows as n
+            except all
+            select to_jsonb(o) - 'batch_id' - 'loaded_at' from old_rows as o
+        ) as changed
+        having count(*) > 0;
+    else
+        insert into ops.pending_loads (table_name, batch_id, row_count)
+        select tg_table_name, null, count(*) from new_rows having count(*) > 0;
+    end if;
+    return null;
+end
+$$;
 create table if not exists ops.review_decisions (
     decision_id bigserial primary key,
     correction_id text not null references ops.corrections (correction_id),

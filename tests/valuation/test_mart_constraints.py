@@ -32,6 +32,7 @@ VALID = {
     },
     "fct_stock_movements": {
         "movement_id": "probe:1", "sku": "PROBE", "location": "WH", "movement_type": "receipt", "occurred_at": AT,
+        "ledgered_at": AT,
     },
 }
 
@@ -50,6 +51,7 @@ REFUSED = [
     ("fct_cost_layers", {"source_movement_id": None}, errors.NotNullViolation, "source_movement_id"),
     ("fct_stock_movements", {"movement_type": "theft"}, errors.CheckViolation, "movement_type"),
     ("fct_stock_movements", {"sku": None}, errors.NotNullViolation, "sku"),
+    ("fct_stock_movements", {"ledgered_at": None}, errors.NotNullViolation, "ledgered_at"),
 ]
 
 

@@ -73,16 +73,8 @@
 {% macro valuation_mart_catch_up(by_position=true) -%}
     {%- if is_incremental() -%}
     {%- set entries = ref('int_valuation_entries_posted') -%}
-    {%- set mark, whole = none, true -%}
     {#- (a mart from before valued_at, built as a table: filled again, once the build has added the column) -#}
-    {%- if execute and 'valued_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
-        {%- set found = run_query(
-            "select mark::text, mark is null or oldest is null or oldest > mark from (select"
-            ~ " (select max(valued_at) from " ~ this ~ ") as mark,"
-            ~ " (select min(valued_at) from " ~ entries ~ ") as oldest) as marks"
-        ).rows[0] -%}
-        {%- set mark, whole = found[0], found[1] -%}
-    {%- endif -%}
+    {%- set mark, whole = incremental_mark('valued_at', entries) -%}
     {%- if whole -%}
     truncate {{ this }};
     select set_config({{ valuation_setting('valued_after') }}, '-infinity', true)

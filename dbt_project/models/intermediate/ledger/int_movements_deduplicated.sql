@@ -2,8 +2,32 @@
 -- in the WMS change feed, both naming the same document in `reference`) counts once: the source whose
 -- report carries a unit cost wins, then the one loaded first. Rows from one source are never merged
 -- with each other: each is its own event.
+-- With var ledger_incremental, a build ranks again only the groups of reports that rows mapped since its last
+-- build join, and keeps every other row (macros/ledger.sql).
+-- depends_on: {{ ref('int_movements_mapped') }}
+{{ config(**ledger_config(
+    pre_hook=["{{ ledger_dedup_lock() }}", "{{ ledger_begin_stamp('ledgered_at') }}", "{{ ledger_dedup_catch_up() }}"],
+    post_hook=[
+        "{{ index_once(['mapped_at']) }}",
+        "{{ index_once(['ledgered_at']) }}",
+        "{{ index_once(['sku', 'location', 'movement_type', ledger_duplicate_key()], match='%COALESCE(reference%') }}",
+    ],
+)) }}
 with converted as (
+    {%- if is_incremental() %}
     select * from {{ ref('int_movements_converted') }}
+    where {{ ledger_deduplicated_after() }} = '-infinity'
+    union all
+    select converted.* from {{ ref('int_movements_converted') }} as converted
+    inner join (
+        {{ ledger_changed_groups(ref('int_movements_mapped'), ledger_deduplicated_after()) }}
+    ) as changed
+        on (changed.sku, changed.location, changed.movement_type, changed.duplicate_key)
+        = (converted.sku, converted.location, converted.movement_type, {{ ledger_duplicate_key('converted') }})
+    where {{ ledger_deduplicated_after() }} > '-infinity'
+    {%- else %}
+    select * from {{ ref('int_movements_converted') }}
+    {%- endif %}
 ),
 
 ranked as (
@@ -12,7 +36,7 @@ ranked as (
         first_value(source_name) over (
             partition by
                 sku, location, movement_type, quantity_base,
-                coalesce(reference, source_name || ':' || event_id)
+                {{ ledger_duplicate_key() }}
             order by (unit_cost_base is null), loaded_at, source_name
         ) as winning_source
     from converted
@@ -21,7 +45,9 @@ ranked as (
 final as (
     select
         ranked.*,
-        source_name = winning_source as is_reported_first
+        source_name = winning_source as is_reported_first,
+        -- when the ledger (re)wrote the row: what fct_stock_movements follows (macros/ledger.sql)
+        {{ ledger_stamp('ledgered_at') }} as ledgered_at
     from ranked
 )
 

@@ -1,7 +1,30 @@
 -- Movements mapped to master SKU and location through the reference data, with the UoM factor found
 -- and, where anything is unknown, the reason the movement is quarantined (never guessed).
+-- With var ledger_incremental, a build maps only the batches loaded since the last one, unless something else
+-- changed in raw (reference data above all): then it maps the whole ledger again (macros/ledger.sql).
+{{ config(**ledger_config(
+    pre_hook=["{{ ledger_take_loads() }}", "{{ ledger_begin_stamp('mapped_at') }}"],
+    post_hook=[
+        "{{ add_primary_key(['source_name', 'event_id']) }}",
+        "{{ index_once(['mapped_at']) }}",
+        "{{ index_once(['sku', 'location', 'movement_type', ledger_duplicate_key()], where='quarantine_reason IS NULL', match='%COALESCE(reference%') }}",
+    ],
+)) }}
 with movements as (
+    {%- if is_incremental() %}
     select * from {{ ref('int_movements_unioned') }}
+    where {{ ledger_whole() }}
+    union all
+    select unioned.* from {{ ref('int_movements_unioned') }} as unioned
+    where not {{ ledger_whole() }}
+        and unioned.batch_id = any({{ ledger_batches() }})
+        and not exists (
+            select 1 from {{ this }} as mapped
+            where mapped.source_name = unioned.source_name and mapped.event_id = unioned.event_id
+        )
+    {%- else %}
+    select * from {{ ref('int_movements_unioned') }}
+    {%- endif %}
 ),
 
 listings as (
@@ -50,7 +73,8 @@ checked as (
             when mapped.movement_type in ('sale', 'vendor_return', 'transfer_out', 'damage') and mapped.quantity > 0
                 then 'positive_outbound_quantity'
             when mapped.movement_type = 'physical_count' and mapped.quantity < 0 then 'negative_count'
-        end as quarantine_reason
+        end as quarantine_reason,
+        {{ ledger_stamp('mapped_at') }} as mapped_at
     from mapped
     left join skus as s on s.sku = mapped.sku
     left join locations as loc on loc.location = mapped.location

@@ -1,9 +1,9 @@
 -- Every source's movements in the canonical shape of DESIGN §5, before mapping.
 -- `channel` names whose identifiers `channel_sku` / `channel_location` are; the file channel already
 -- uses master identifiers.
--- Ephemeral: inlined into int_movements_mapped, its only reader (as a table it wrote and read the whole ledger
--- once more on every build).
-{{ config(materialized='ephemeral') }}
+-- A view: int_movements_mapped reads through it either everything or only the batches an incremental build takes
+-- (macros/ledger.sql), and the batch filter reaches each raw table's batch_id index.
+{{ config(materialized='view') }}
 with file_movements as (
     select
         'file' as channel,
@@ -18,7 +18,8 @@ with file_movements as (
         unit_cost,
         currency,
         reference,
-        loaded_at
+        loaded_at,
+        batch_id
     from {{ ref('stg_file__movements') }}
 ),
 
@@ -28,7 +29,7 @@ unioned as (
     union all
     select
         channel, source_name, event_id, occurred_at, channel_sku, channel_location, movement_type,
-        quantity, uom, unit_cost, currency, reference, loaded_at
+        quantity, uom, unit_cost, currency, reference, loaded_at, batch_id
     from {{ ref(model) }}
     {%- endfor %}
 )

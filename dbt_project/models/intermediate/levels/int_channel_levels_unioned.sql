@@ -13,7 +13,8 @@ select
     null::text as uom,
     false as is_untracked_in_stock,
     null::text as source_id,
-    null::timestamptz as loaded_at
+    null::timestamptz as loaded_at,
+    null::text as batch_id
 where false
 {%- else %}
 {%- for model in sources %}
@@ -29,7 +30,8 @@ select
     uom,
     coalesce(is_untracked_in_stock, false) as is_untracked_in_stock,
     source_id,
-    loaded_at
+    loaded_at,
+    batch_id
 from {{ ref(model) }}
 {% if not loop.last %}union all{% endif %}
 {%- endfor %}

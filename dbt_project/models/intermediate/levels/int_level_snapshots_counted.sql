@@ -27,7 +27,8 @@ final as (
         cast(null as numeric) as unit_cost,
         cast(null as text) as currency,
         'snapshot' as reference,
-        levels.loaded_at
+        levels.loaded_at,
+        levels.batch_id
     from levels
     inner join listings
         on listings.channel = levels.channel

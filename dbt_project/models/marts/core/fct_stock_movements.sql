@@ -1,7 +1,14 @@
 -- One row per movement: the primary key, added once the table is written (macros/indexes.sql).
-{{ config(post_hook="{{ add_primary_key(['movement_id']) }}") }}
+-- With var ledger_incremental it follows the ledger: each build writes again only the movements the ledger wrote
+-- since its last one (macros/ledger.sql).
+-- depends_on: {{ ref('int_movements_deduplicated') }}
+{{ config(**ledger_config(
+    pre_hook=["{{ ledger_mart_lock() }}", "{{ ledger_mart_catch_up() }}"],
+    post_hook=["{{ add_primary_key(['movement_id']) }}", "{{ index_once(['ledgered_at']) }}"],
+)) }}
 with ledger as (
-    select * from {{ ref('int_movements_unified') }}
+    select * from {{ ref('int_movements_unified') }} as unified
+    where {{ ledger_mart_increment('unified') }}
 ),
 
 skus as (
@@ -26,7 +33,8 @@ final as (
         ledger.quantity_source,
         ledger.uom_source,
         ledger.factor_to_base,
-        ledger.loaded_at
+        ledger.loaded_at,
+        ledger.ledgered_at
     from ledger
     inner join skus on skus.sku = ledger.sku
 )

@@ -12,6 +12,7 @@ extracted as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         payload ->> 'sellerSku' as channel_sku,
         payload ->> 'marketplaceId' as channel_location,
         payload -> 'inventoryDetails' ->> 'fulfillableQuantity' as fulfillable_text,
@@ -26,6 +27,7 @@ typed as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         channel_sku,
         channel_location,
         case when fulfillable_text ~ {{ number }} then fulfillable_text::numeric end as fulfillable_quantity,
@@ -49,7 +51,8 @@ final as (
         'EA' as uom,
         false as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from typed
 )
 

@@ -11,6 +11,7 @@ availability as (
         source.source_id,
         source.cursor_at,
         source.loaded_at,
+        source.batch_id,
         source.payload ->> 'sku' as channel_sku,
         offer.value ->> 'fulfillmentChannelCode' as channel_location,
         offer.value ->> 'quantity' as quantity_text
@@ -34,7 +35,8 @@ final as (
         'EA' as uom,
         false as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from availability
 )
 

@@ -13,6 +13,7 @@ extracted as (
     select
         source_id,
         loaded_at,
+        batch_id,
         payload ->> 'sku' as channel_sku,
         payload ->> 'warehouse_id' as channel_location,
         payload ->> 'created_at' as created_text,
@@ -80,7 +81,8 @@ final as (
         cast(null as numeric) as unit_cost,
         cast(null as text) as currency,
         reference,
-        loaded_at
+        loaded_at,
+        batch_id
     from classified
 )
 

@@ -11,6 +11,7 @@ extracted as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         payload ->> 'sku' as channel_sku,
         payload ->> 'warehouse_id' as channel_location,
         payload ->> 'on_hand' as on_hand_text,
@@ -33,7 +34,8 @@ final as (
         'EA' as uom,
         false as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from extracted
 )
 

@@ -12,6 +12,7 @@ extracted as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         payload -> 'inventoryItem' ->> 'id' as channel_sku,
         payload -> 'location' ->> 'id' as channel_location,
         payload -> 'inventoryItem' ->> 'tracked' as tracked_text,
@@ -37,7 +38,8 @@ final as (
         -- An untracked Shopify item is always sellable, with no count: the same case as Toast IN_STOCK.
         coalesce(tracked_text = 'false', false) as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from extracted
 )
 

@@ -16,6 +16,7 @@ changes as (
     select
         source_id,
         loaded_at,
+        batch_id,
         payload ->> 'type' as change_type,
         payload -> lower(payload ->> 'type') as change
     from source
@@ -25,6 +26,7 @@ extracted as (
     select
         source_id,
         loaded_at,
+        batch_id,
         change_type,
         change ->> 'id' as change_id,
         change ->> 'occurred_at' as occurred_text,
@@ -43,7 +45,7 @@ extracted as (
     from changes
 ),
 
-typed as (
+typed as not materialized (
     select
         *,
         case when quantity_text ~ {{ number }} then quantity_text::numeric end as quantity_abs,
@@ -94,7 +96,8 @@ classified as (
         quantity_abs,
         currency,
         coalesce(reference_id, vendor_document, sales_document) as reference,
-        loaded_at
+        loaded_at,
+        batch_id
     from adjustments
 ),
 
@@ -110,7 +113,8 @@ transfers as (
         quantity_abs,
         currency,
         coalesce(reference_id, change_id) as reference,
-        loaded_at
+        loaded_at,
+        batch_id
     from typed
     cross join (values ('out'), ('in')) as side (direction)
     where change_type = 'TRANSFER'
@@ -140,7 +144,8 @@ final as (
             / nullif(quantity_abs, 0) as unit_cost,
         currency,
         reference,
-        loaded_at
+        loaded_at,
+        batch_id
     from unioned
 )
 

@@ -12,6 +12,7 @@ extracted as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         payload ->> 'catalog_object_id' as channel_sku,
         payload ->> 'location_id' as channel_location,
         payload ->> 'state' as inventory_state,
@@ -32,7 +33,8 @@ final as (
         'EA' as uom,
         false as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from extracted
 )
 

@@ -12,6 +12,7 @@ extracted as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         payload ->> 'guid' as channel_sku,
         payload ->> 'restaurantGuid' as channel_location,
         payload ->> 'status' as stock_status,
@@ -24,6 +25,7 @@ typed as (
         source_id,
         cursor_at,
         loaded_at,
+        batch_id,
         channel_sku,
         channel_location,
         stock_status,
@@ -47,7 +49,8 @@ final as (
         'EA' as uom,
         stock_status = 'IN_STOCK' as is_untracked_in_stock,
         source_id,
-        loaded_at
+        loaded_at,
+        batch_id
     from typed
 )
 
