@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-LEDGER = ("+fct_stock_movements", "+int_movements_quarantined")
+LEDGER = ("+fct_stock_movements", "+int_movements_quarantined", "+int_stock_balances_running")
 VARS = ("--vars", "{ledger_incremental: true}")
 MAPPED = "intermediate.int_movements_mapped"
 DEDUPLICATED = "intermediate.int_movements_deduplicated"
@@ -58,6 +58,9 @@ def _rows(conn, prefix: str) -> dict[str, set[tuple]]:
             "select movement_id, source_name, event_id, channel, occurred_at, sku, location, movement_type, quantity_base,"
             " base_uom, unit_cost_base, currency, reference, quantity_source, uom_source, factor_to_base, loaded_at"
             " from marts.fct_stock_movements where event_id like %s", (like,)).fetchall()),
+        "balances": set(conn.execute(
+            "select movement_id, sku, location, movement_type, quantity_base, balance_after, is_latest"
+            " from intermediate.int_stock_balances_running where event_id like %s", (like,)).fetchall()),
         "quarantined": set(conn.execute(
             "select source_name, event_id, quarantine_reason from intermediate.int_movements_quarantined"
             " where event_id like %s", (like,)).fetchall()),
@@ -68,6 +71,11 @@ def _versions(conn, table: str, prefix: str) -> dict[str, str]:
     return dict(conn.execute(
         f"select source_name || ':' || event_id, xmin::text from {table} where event_id like %s",  # noqa: S608 - the test's tables
         (f"{prefix}/%",)).fetchall())
+
+
+def _balance_versions(conn, sku: str) -> dict[str, str]:
+    return dict(conn.execute(
+        "select movement_id, xmin::text from intermediate.int_stock_balances_running where sku = %s", (sku,)).fetchall())
 
 
 def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
@@ -83,6 +91,8 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
         _movement(prefix, "erp", 3, a, "sale", "-3"),
         _movement(prefix, "erp", 4, b, "receipt", "7", unit_cost="1.50"),
         _movement(prefix, "erp", 10, a, "sale", "-1", reference=f"{prefix}/ORD-1"),
+        _movement(prefix, "erp", 12, b, "physical_count", "6"),
+        _movement(prefix, "erp", 13, b, "sale", "-1"),
     ])
     dbt("run", "--select", *LEDGER, *VARS, "--full-refresh")
     with warehouse.connect("transformer") as conn:
@@ -113,6 +123,8 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
             (f"{prefix}/1", False), (f"{prefix}/5", True)}
         assert not conn.execute("select count(*) from ops.pending_loads").fetchone()[0]
 
+    with warehouse.connect("transformer") as conn:
+        balances_of_a = _balance_versions(conn, a)
     # One batch, committed by two transactions with a build between them: both parts reach the ledger, once.
     batch = uuid.uuid4().hex
     _load(warehouse, "movements", [_movement(prefix, "erp", 7, b, "adjustment", "1")], batch_id=batch)
@@ -124,6 +136,11 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
         third = _rows(conn, prefix)
         assert {r[1] for r in third["mapped"]} >= {f"{prefix}/7", f"{prefix}/8", f"{prefix}/9"}
         assert ("erp", f"{prefix}/9", "unknown_sku") in third["quarantined"]
+        # back-dated before B's count: B's balances are written again from there, A's are left as they were
+        assert _balance_versions(conn, a) == balances_of_a
+        assert dict(conn.execute(
+            "select event_id, balance_after from intermediate.int_stock_balances_running where sku = %s", (b,)
+        ).fetchall()) == {f"{prefix}/{n}": balance for n, balance in ((4, 7), (6, 5), (7, 6), (8, 5), (12, 6), (13, 5))}
         unchanged = _versions(conn, MAPPED, prefix)
 
     # SKU C arrives (reference data): the ledger is mapped whole, and its receipt leaves the quarantine.

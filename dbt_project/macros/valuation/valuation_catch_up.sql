@@ -44,10 +44,35 @@
         {{ valuation_setting('valued_at') }},
         greatest(now(), (select max(valued_at) from {{ this }}) + interval '1 microsecond')::text,
         true
-    )
+    );
+    {%- if is_incremental() %}
+    select set_config(
+        {{ valuation_setting('ledger_after') }},
+        {%- if 'ledger_read_through' in (adapter.get_columns_in_relation(existing) | map(attribute='name') | list) %}
+        coalesce((select max(ledger_read_through) from {{ this }} where entry_kind = 'state'), '-infinity')::text,
+        {%- else %}
+        '-infinity',
+        {%- endif %}
+        true
+    );
+    {%- endif %}
     {%- else -%}
-    select set_config({{ valuation_setting('valued_at') }}, now()::text, true)
-    {%- endif -%}
+    select set_config({{ valuation_setting('valued_at') }}, now()::text, true);
+    {%- endif %}
+    {#- What the ledger holds as this build starts: the mark its checkpoints record (ledgered_at only grows, in
+        the order the ledger's builds commit, so every row the build reads later is written at or before it, or
+        written after it and checked again by the next build). -#}
+    select set_config(
+        {{ valuation_setting('ledger_through') }},
+        coalesce((select max(ledgered_at) from {{ ref('int_movements_unified') }}), '-infinity')::text,
+        true
+    )
+{%- endmacro %}
+
+
+{#- An entry's ledger_read_through (state entries only; outside a build, e.g. in a dbt unit test: null). -#}
+{% macro valuation_ledger_through() -%}
+    case when entry_kind = 'state' then nullif(current_setting({{ valuation_setting('ledger_through') }}, true), '')::timestamptz end
 {%- endmacro %}
 
 

@@ -10,6 +10,7 @@
     post_hook=[
         "{{ index_once(['mapped_at']) }}",
         "{{ index_once(['ledgered_at']) }}",
+        "{{ index_once(['movement_type'], where=\"movement_type = 'receipt' AND unit_cost_base IS NULL\") }}",
         "{{ index_once(['sku', 'location', 'movement_type', ledger_duplicate_key()], match='%COALESCE(reference%') }}",
     ],
 )) }}

@@ -8,6 +8,7 @@
         "{{ add_primary_key(['source_name', 'event_id']) }}",
         "{{ index_once(['mapped_at']) }}",
         "{{ index_once(['sku', 'location', 'movement_type', ledger_duplicate_key()], where='quarantine_reason IS NULL', match='%COALESCE(reference%') }}",
+        "{{ index_once(['quarantine_reason'], where='quarantine_reason IS NOT NULL') }}",
     ],
 )) }}
 with movements as (

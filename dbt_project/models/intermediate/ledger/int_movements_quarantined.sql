@@ -1,6 +1,7 @@
 -- Movements held out of the ledger, with the reason: unknown SKU, location or unit (mapping), or a
 -- receipt no source reports with a cost. They are replayed automatically by the next build once the
--- missing reference data or cost arrives.
+-- missing reference data or cost arrives. Both are read through partial indexes (int_movements_mapped,
+-- int_movements_deduplicated), not by a scan of the ledger.
 with unmapped as (
     select
         channel,

@@ -4,8 +4,31 @@
 -- Order within a position: occurred_at, then event_id and source_name by code point (the valuation's order,
 -- DESIGN §7 rule 2, without its transfer exception), so that two sources' events at the same instant with the
 -- same id always fold the same way.
+-- With var ledger_incremental a build writes again, per position with ledger rows written since its last one, only
+-- the balances from the row before the earliest of them on, from that row's balance (macros/positions.sql).
+-- depends_on: {{ ref('int_movements_deduplicated') }}
+{{ config(**ledger_config(
+    pre_hook=["{{ positions_lock() }}", "{{ positions_catch_up() }}"],
+    post_hook=[
+        "{{ index_once(['sku', 'location', 'occurred_at']) }}",
+        "{{ index_once(['ledgered_at']) }}",
+        "{{ index_once(['sku', 'location'], where='is_latest') }}",
+    ],
+)) }}
 with ledger as (
-    select * from {{ ref('int_movements_unified') }}
+    {%- if is_incremental() %}
+    -- the rows of the positions caught up, from where each resumes, with the balance before it
+    select ledger.*, resume.balance_before
+    from {{ ref('int_movements_unified') }} as ledger
+    inner join pg_temp.positions_resume as resume
+        on resume.sku = ledger.sku and resume.location = ledger.location
+    where resume.resume_at is null
+        or (ledger.occurred_at, ledger.event_id collate "C", ledger.source_name collate "C")
+            >= (resume.resume_at, resume.resume_event_id collate "C", resume.resume_source_name collate "C")
+    {%- else %}
+    select ledger.*, 0::numeric as balance_before
+    from {{ ref('int_movements_unified') }} as ledger
+    {%- endif %}
 ),
 
 grouped as (
@@ -37,8 +60,11 @@ final as (
             partition by sku, location, count_group
             order by occurred_at, event_id collate "C", source_name collate "C"
             rows between unbounded preceding and current row
-        ) as balance_after,
-        is_latest
+        )
+        -- before the first count read, the balance the position had before them (0 from its start)
+        + case when count_group = 0 then balance_before else 0 end as balance_after,
+        is_latest,
+        ledgered_at
     from grouped
 )
 

@@ -28,7 +28,8 @@
 --     at. Not a resumable state: after a transfer_in (its order key may be its pair's), and between a
 --     return and a later sale / receipt of its group (the return's match depends on that candidate).
 --   * Touched SKU: its fingerprint now differs from its last `state` entry's. Untouched SKUs keep
---     their rows.
+--     their rows. Only SKUs with ledger rows written (ledgered_at) since the ledger the last build read
+--     (ledger_read_through) are checked: no other SKU's rows can differ.
 --   * Resume point: of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
 --     that many builds leave near the end never crowd out the periodic ones: the window is positions,
 --     not a count; an event back-dated further re-values the SKU whole), the latest after which at
@@ -106,7 +107,7 @@ coalesce(
 {%- endset -%}
 
 
-with ledger as (
+with ledger as not materialized (
     select * from {{ ref('int_movements_unified') }}
 ),
 
@@ -121,12 +122,21 @@ stored_checkpoints as materialized (
     where entry_kind = 'state'  -- through the partial index of valuation_sku_start_index
 ),
 
--- Every ledger row, with only what the valuation reads, and its hash: read once.
+-- The SKUs with ledger rows written since the ledger the last build read (valuation_begin_build; every SKU when
+-- the table records none): the only ones whose rows can have changed.
+candidates as materialized (
+    select distinct sku
+    from ledger
+    where ledgered_at > current_setting({{ valuation_setting('ledger_after') }})::timestamptz
+),
+
+-- Their ledger rows, with only what the valuation reads, and its hash: read once.
 hashed as materialized (
     select
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
         unit_cost_base, reference, {{ row_hash }} as row_hash
     from ledger
+    where sku in (select candidates.sku from candidates)
 ),
 
 touched as materialized (
@@ -512,6 +522,7 @@ final as (
         layer_sequence,
         state_fingerprint as sku_fingerprint,
         engine_state,
+        {{ valuation_ledger_through() }} as ledger_read_through,
         -- this build's stamp: what the valuation marts catch up from (macros/valuation/valuation_catch_up.sql)
         {{ valuation_build_stamp() }} as valued_at
     from posted
