@@ -15,3 +15,26 @@
     {%- endif -%}
     {{ return([mark, whole]) }}
 {%- endmacro %}
+
+
+
+{#- pre_hook of a model that follows another one incrementally: lock it against a concurrent build of itself and the
+    relation it follows against a writer, so that what its later hooks decide (rendered each just before it runs)
+    is what the model's statement reads. -#}
+{% macro incremental_lock(followed) -%}
+    {%- if is_incremental() -%}
+    lock table {{ this }} in share row exclusive mode;
+    lock table {{ followed }} in share mode
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The filter (after `where`) on the rows of `rel` a model built incrementally reads: all of them when it is
+    built whole, else those whose `column` is later than the mark its catch-up hook left in `setting`. -#}
+{% macro incremental_after(rel, column, setting) -%}
+    {%- if is_incremental() -%}
+    {{ rel }}.{{ column }} > current_setting({{ setting }})::timestamptz
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endmacro %}

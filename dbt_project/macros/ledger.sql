@@ -115,17 +115,8 @@
 
 
 
-{#- pre_hooks of int_movements_deduplicated built incrementally: lock (itself against a concurrent build, the mapped
-    rows against a writer), then delete every group a row mapped since the mark joins, and leave the mark for the
-    model (ledger_dedup_increment). Rendered after the lock (dbt renders each hook just before running it). -#}
-{% macro ledger_dedup_lock() -%}
-    {%- if is_incremental() -%}
-    lock table {{ this }} in share row exclusive mode;
-    lock table {{ ref('int_movements_mapped') }} in share mode
-    {%- endif -%}
-{%- endmacro %}
-
-
+{#- pre_hook of int_movements_deduplicated built incrementally, after incremental_lock: delete every group a row
+    mapped since the mark joins, and leave the mark for the model (ledger_deduplicated_after). -#}
 {% macro ledger_dedup_catch_up() -%}
     {%- if is_incremental() -%}
     {%- set mapped = ref('int_movements_mapped') -%}
@@ -162,19 +153,10 @@
 {%- endmacro %}
 
 
-{#- pre_hooks of fct_stock_movements built incrementally (var ledger_incremental): lock (the mart against a
-    concurrent build of itself, the ledger against a writer), then delete the movements the ledger wrote again since
-    the mart's mark (`ledgered_at`: a group of reports ranked again, whose winner may have changed) and leave the
-    mark for the model, which inserts the ledger's rows written since. With no mark, or a ledger filled whole since,
-    the mart is emptied and filled again. -#}
-{% macro ledger_mart_lock() -%}
-    {%- if is_incremental() -%}
-    lock table {{ this }} in share row exclusive mode;
-    lock table {{ ref('int_movements_deduplicated') }} in share mode
-    {%- endif -%}
-{%- endmacro %}
-
-
+{#- pre_hook of fct_stock_movements built incrementally (var ledger_incremental), after incremental_lock: delete the
+    movements the ledger wrote again since the mart's mark (`ledgered_at`: a group of reports ranked again, whose
+    winner may have changed) and leave the mark for the model, which inserts the ledger's rows written since
+    (ledger_mart_increment). With no mark, or a ledger filled whole since, the mart is emptied and filled again. -#}
 {% macro ledger_mart_catch_up() -%}
     {%- if is_incremental() -%}
     {%- set ledger = ref('int_movements_deduplicated') -%}
@@ -201,9 +183,5 @@
 {#- The filter on the ledger rows a mart built incrementally reads (after `where`): all when it is filled whole, else
     those written since the mark. -#}
 {% macro ledger_mart_increment(ledger) -%}
-    {%- if is_incremental() -%}
-    {{ ledger }}.ledgered_at > current_setting({{ ledger_setting('ledgered_after') }})::timestamptz
-    {%- else -%}
-    true
-    {%- endif -%}
+    {{ incremental_after(ledger, 'ledgered_at', ledger_setting('ledgered_after')) }}
 {%- endmacro %}

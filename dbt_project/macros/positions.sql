@@ -7,16 +7,8 @@
     so that the latest row is always among the rows written), from the balance before the anchor: the anchor's
     balance less its quantity (a count sets the level, so nothing before it counts). Without an anchor the position
     is written whole. Those rows are deleted and the model inserts the position's rows from there. With no mark,
-    or a ledger filled whole since, the table is filled whole.
+    or a ledger filled whole since, the table is filled whole. (After incremental_lock, its first hook.)
 -#}
-
-{% macro positions_lock() -%}
-    {%- if is_incremental() -%}
-    lock table {{ this }} in share row exclusive mode;
-    lock table {{ ref('int_movements_deduplicated') }} in share mode
-    {%- endif -%}
-{%- endmacro %}
-
 
 {% macro positions_catch_up() -%}
     {%- if is_incremental() -%}

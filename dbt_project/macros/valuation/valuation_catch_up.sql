@@ -82,19 +82,10 @@
 {%- endmacro %}
 
 
-{#- pre_hooks of a valuation mart built incrementally: lock, then delete what the entries stamped after the
+{#- pre_hook of a valuation mart built incrementally, after incremental_lock: delete what the entries stamped after the
     mark replace (`by_position`: per SKU from resume_from on, through the mart's primary key, which leads with
     sku and valuation_sequence; else all the SKU's rows) and leave the mark for
-    the model (valuation_mart_increment). Rendered after the lock is taken (dbt renders each hook just before
-    running it), so the mark and the valuation's oldest stamp are read with both relations locked. -#}
-{% macro valuation_mart_lock() -%}
-    {%- if is_incremental() -%}
-    lock table {{ this }} in share row exclusive mode;
-    lock table {{ ref('int_valuation_entries_posted') }} in share mode
-    {%- endif -%}
-{%- endmacro %}
-
-
+    the model (valuation_mart_increment). -#}
 {% macro valuation_mart_catch_up(by_position=true) -%}
     {%- if is_incremental() -%}
     {%- set entries = ref('int_valuation_entries_posted') -%}
@@ -133,11 +124,7 @@
     stamped after the mark the pre_hook left (through the index on valued_at: the planner reads the setting
     when it estimates). -#}
 {% macro valuation_mart_increment(entries) -%}
-    {%- if is_incremental() -%}
-    {{ entries }}.valued_at > current_setting({{ valuation_setting('valued_after') }})::timestamptz
-    {%- else -%}
-    true
-    {%- endif -%}
+    {{ incremental_after(entries, 'valued_at', valuation_setting('valued_after')) }}
 {%- endmacro %}
 
 
@@ -148,7 +135,7 @@
         'materialized': 'incremental' if incremental else 'table',
         'incremental_strategy': 'append',
         'on_schema_change': 'append_new_columns',
-        'pre_hook': (["{{ valuation_mart_lock() }}", "{{ valuation_mart_catch_up(by_position=" ~ by_position ~ ") }}"]
+        'pre_hook': (["{{ incremental_lock(ref('int_valuation_entries_posted')) }}", "{{ valuation_mart_catch_up(by_position=" ~ by_position ~ ") }}"]
                      if incremental else []),
         'post_hook': post_hook + (["{{ index_once(['valued_at']) }}"] if incremental else []),
     }) }}

@@ -6,7 +6,7 @@
 -- build join, and keeps every other row (macros/ledger.sql).
 -- depends_on: {{ ref('int_movements_mapped') }}
 {{ config(**ledger_config(
-    pre_hook=["{{ ledger_dedup_lock() }}", "{{ ledger_begin_stamp('ledgered_at') }}", "{{ ledger_dedup_catch_up() }}"],
+    pre_hook=["{{ incremental_lock(ref('int_movements_mapped')) }}", "{{ ledger_begin_stamp('ledgered_at') }}", "{{ ledger_dedup_catch_up() }}"],
     post_hook=[
         "{{ index_once(['mapped_at']) }}",
         "{{ index_once(['ledgered_at']) }}",

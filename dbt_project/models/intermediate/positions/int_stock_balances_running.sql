@@ -8,7 +8,7 @@
 -- the balances from the row before the earliest of them on, from that row's balance (macros/positions.sql).
 -- depends_on: {{ ref('int_movements_deduplicated') }}
 {{ config(**ledger_config(
-    pre_hook=["{{ positions_lock() }}", "{{ positions_catch_up() }}"],
+    pre_hook=["{{ incremental_lock(ref('int_movements_deduplicated')) }}", "{{ positions_catch_up() }}"],
     post_hook=[
         "{{ index_once(['sku', 'location', 'occurred_at']) }}",
         "{{ index_once(['ledgered_at']) }}",

@@ -3,7 +3,7 @@
 -- since its last one (macros/ledger.sql).
 -- depends_on: {{ ref('int_movements_deduplicated') }}
 {{ config(**ledger_config(
-    pre_hook=["{{ ledger_mart_lock() }}", "{{ ledger_mart_catch_up() }}"],
+    pre_hook=["{{ incremental_lock(ref('int_movements_deduplicated')) }}", "{{ ledger_mart_catch_up() }}"],
     post_hook=["{{ add_primary_key(['movement_id']) }}", "{{ index_once(['ledgered_at']) }}"],
 )) }}
 with ledger as (
