@@ -17,6 +17,8 @@
     int_movements_deduplicated (ledger_dedup_catch_up) follows the mapped rows stamped after its latest: it ranks
     again every group of reports (ledger_duplicate_key) that one of them joins, and keeps every other row as it is.
     With no mark, or a mapped table filled whole since (its oldest stamp later than the mark), it is filled whole.
+    Its rows carry `ledgered_at`, the stamp of the build that (re)wrote them: what fct_stock_movements (below),
+    int_stock_balances_running (macros/positions.sql) and the valuation's change check follow.
     Tested equal to a full refresh (tests/valuation/test_ledger_incremental.py).
 -#}
 

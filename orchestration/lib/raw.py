@@ -131,8 +131,11 @@ def ensure_load_log(conn: psycopg.Connection, table: str, append_only: bool) -> 
         conn.execute(sql.SQL("create trigger {} after {} on raw.{} {} for each statement execute function {}()").format(
             sql.Identifier(name), sql.SQL(event), sql.Identifier(table), sql.SQL(transition),
             sql.SQL(appended if append_only else changed)))
-    conn.execute(sql.SQL("create index if not exists {} on raw.{} (batch_id)").format(
-        sql.Identifier(f"{table}_batch_id"), sql.Identifier(table)))
+    # looked up first: CREATE INDEX IF NOT EXISTS would wait for the table's lock behind a load in progress
+    if not conn.execute("select 1 from pg_indexes where schemaname = 'raw' and indexname = %s",
+                        (f"{table}_batch_id",)).fetchone():
+        conn.execute(sql.SQL("create index {} on raw.{} (batch_id)").format(
+            sql.Identifier(f"{table}_batch_id"), sql.Identifier(table)))
 
 
 def ensure_file_tables(conn: psycopg.Connection) -> None:
