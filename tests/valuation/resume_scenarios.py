@@ -48,8 +48,11 @@ def _trading(prefix: str, start: int, n: int, loc: str = "VAL-A") -> list[dict]:
     return rows
 
 
+ROUNDS = 4
+
+
 def scenarios() -> dict[str, tuple[list[dict], list]]:
-    """name -> (early rows, [batch 1, batch 2, batch 3])."""
+    """name -> (early rows, [batch 1, ..., batch ROUNDS])."""
     s: dict[str, tuple[list[dict], list]] = {}
 
     # (a) every new event after the history: resume from the end checkpoint
@@ -74,7 +77,8 @@ def scenarios() -> dict[str, tuple[list[dict], list]]:
 
     # (c) returns in a later batch referencing a sale / receipt far before the checkpoint; a return of a
     # source without that sale takes the other source's; then that source's own sale arrives after its
-    # return (which then is unreferenced: the checkpoints after the return cannot be resumed from)
+    # return (which then is unreferenced: the checkpoints after the return cannot be resumed from), alone in
+    # its batch, so that the first change comes after those checkpoints
     s["returns_far_back"] = (
         [
             mv("r1", 0, "receipt", 10, cost="5", ref="PO-1"),
@@ -89,8 +93,9 @@ def scenarios() -> dict[str, tuple[list[dict], list]]:
                 mv("c2", 22, "customer_return", 1, ref="s1", source="wms"),
                 mv("c3", 23, "customer_return", 1, ref="s-missing"),
             ],
-            [mv("s1", 30, "sale", -1, source="wms"), mv("c4", 31, "customer_return", 1, ref="s1", source="wms")],
-            [mv("v2", 40, "vendor_return", -2, ref="r2"), mv("c5", 41, "customer_return", 1, ref="s1")],
+            [mv("s1", 30, "sale", -1, source="wms")],
+            [mv("v2", 40, "vendor_return", -2, ref="r2"), mv("c5", 41, "customer_return", 1, ref="s1"),
+             mv("c4", 42, "customer_return", 1, ref="s1", source="wms")],
         ],
     )
 
@@ -130,14 +135,34 @@ def scenarios() -> dict[str, tuple[list[dict], list]]:
         ],
     )
 
+    # (g) a transfer received in full in the history, then once more after it (its pool, empty, is in no
+    # checkpoint's state)
+    s["transfer_received_twice"] = (
+        [
+            mv("r1", 0, "receipt", 12, cost="2.5", ref="PO-1"),
+            mv("o1", 1, "transfer_out", -5, ref="T1"),
+            mv("i1", 2, "transfer_in", 5, loc="VAL-B", ref="T1"),
+            *_trading("t", 3, 8),
+        ],
+        [
+            [mv("i2", 30, "transfer_in", 1, loc="VAL-B", ref="T1")],
+            [mv("x1", 31, "sale", -1, loc="VAL-B")],
+        ],
+    )
+
     # (f) old rows changed and removed (nothing before them may be trusted after them): falls back to a
-    # checkpoint before them, or the start
+    # checkpoint before them, or the start. Only in the last batch: a raw row updated or deleted makes the ledger
+    # map everything again, and the valuation fingerprint every SKU (batches of new rows alone take the
+    # changes-only path)
     s["changed_old_rows"] = (
         [mv("r0", 0, "receipt", 10, cost="5"), *_trading("t", 1, 14)],
         [
             [mv("f1", 20, "sale", -1)],
-            {"update": {"t6": Decimal(-2)}, "delete": ["t9"]},
-            {"rows": [mv("f2", 30, "sale", -1)], "delete": ["t1"]},
+            [mv("f2", 30, "sale", -1)],
+            [],
+            {"rows": [mv("f3", 35, "sale", -1)], "update": {"t6": Decimal(-2)}, "delete": ["t9", "t1"]},
         ],
     )
+    for _, batches in s.values():
+        batches.extend([] for _ in range(ROUNDS - len(batches)))
     return s

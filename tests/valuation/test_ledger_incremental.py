@@ -5,7 +5,10 @@ the last one, ranks again only the groups of duplicate reports those rows join, 
 when anything else changed (reference data, a row updated or deleted). Checked here on one set of SKUs through
 six builds: a second source's reports of a receipt and a sale that win over the first's (they carry the cost), a batch whose
 rows were committed by two transactions with a build between them, a movement quarantined for an unknown SKU
-and mapped once the SKU arrives, and a raw row corrected by hand.
+and mapped once the SKU arrives, and a raw row corrected by hand. The valuation is built along (incrementally, a
+checkpoint at every position) and checked against the Python reference after every build: after batches of new rows
+it takes the changes-only path (int_valuation_entries_posted), which must resume before a report that stopped
+counting, not only before the new one.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import uuid
 
 import pytest
 
+from tests.valuation.valuation_harness import compare
+
 pytestmark = pytest.mark.integration
 
-LEDGER = ("+fct_stock_movements", "+int_movements_quarantined", "+int_stock_balances_running")
-VARS = ("--vars", "{ledger_incremental: true}")
+LEDGER = ("+fct_stock_movements", "+int_movements_quarantined", "+int_stock_balances_running",
+          "+fct_inventory_valuation", "+fct_cost_of_goods", "+fct_cost_layers")
+VARS = ("--vars", "{ledger_incremental: true, valuation_incremental: true, valuation_checkpoint_interval: 1,"
+                  " valuation_checkpoints: 32}")
 MAPPED = "intermediate.int_movements_mapped"
 DEDUPLICATED = "intermediate.int_movements_deduplicated"
 MART = "marts.fct_stock_movements"
@@ -82,9 +89,9 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
     if not _can_create_temporary_tables(warehouse):
         pytest.skip("transformer lacks TEMPORARY on the database; dbt-postgres incremental builds need it")
     prefix = f"LEDGINC-{uuid.uuid4().hex[:8]}"
-    a, b, c = (f"{prefix}-{x}" for x in "ABC")
+    a, b, c, d = (f"{prefix}-{x}" for x in "ABCD")
     _load(warehouse, "locations", [{"location": f"{prefix}-L1", "kind": "store", "master_channel": "file"}])
-    _load(warehouse, "skus", [{"sku": s, "base_uom": "EA", "description": "ledger test"} for s in (a, b)])
+    _load(warehouse, "skus", [{"sku": s, "base_uom": "EA", "description": "ledger test"} for s in (a, b, d)])
     _load(warehouse, "movements", [
         _movement(prefix, "erp", 1, a, "receipt", "10", reference=f"{prefix}/PO-1"),  # no cost: held back
         _movement(prefix, "erp", 2, a, "receipt", "5", unit_cost="2.00", reference=f"{prefix}/PO-2"),
@@ -93,31 +100,43 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
         _movement(prefix, "erp", 10, a, "sale", "-1", reference=f"{prefix}/ORD-1"),
         _movement(prefix, "erp", 12, b, "physical_count", "6"),
         _movement(prefix, "erp", 13, b, "sale", "-1"),
+        _movement(prefix, "erp", 14, d, "receipt", "10", unit_cost="1.00"),
+        _movement(prefix, "erp", 15, d, "sale", "-2", reference=f"{prefix}/ORD-D"),
+        _movement(prefix, "erp", 16, d, "sale", "-1"),
     ])
     dbt("run", "--select", *LEDGER, *VARS, "--full-refresh")
+    d_entries = ("select valuation_sequence, xmin::text from intermediate.int_valuation_entries_posted"
+                 " where sku = %s and entry_kind = 'movement' order by 1")
     with warehouse.connect("transformer") as conn:
         first = _rows(conn, prefix)
         first_versions = _versions(conn, MAPPED, prefix)
         first_mart_versions = _versions(conn, MART, prefix)
         assert f"erp:{prefix}/10" in first_mart_versions
         assert ("erp", f"{prefix}/1", "receipt_without_cost") in first["quarantined"]
+        assert not compare(conn, prefix)
+        d_first = conn.execute(d_entries, (d,)).fetchall()
+        assert len(d_first) == 3  # one entry per movement, FIFO and AVCO side by side
 
-    # The WMS reports receipt PO-1 and sale ORD-1 with their costs: its reports win, the ERP's stop counting (the
-    # sale leaves the ledger and the mart). One more sale of B.
+    # The WMS reports receipt PO-1 and sales ORD-1 and ORD-D with their costs: its reports win, the ERP's stop
+    # counting (the sales leave the ledger and the mart). ORD-D's report comes later than the ERP's: D is valued again
+    # from before the ERP's (its first movement is kept). One more sale of B.
     _load(warehouse, "movements", [
         _movement(prefix, "wms", 5, a, "receipt", "10", unit_cost="3.00", reference=f"{prefix}/PO-1"),
         _movement(prefix, "wms", 6, b, "sale", "-2"),
         _movement(prefix, "wms", 11, a, "sale", "-1", unit_cost="2.00", reference=f"{prefix}/ORD-1"),
+        _movement(prefix, "wms", 18, d, "sale", "-2", unit_cost="1.00", reference=f"{prefix}/ORD-D"),
     ])
     dbt("run", "--select", *LEDGER, *VARS)
     with warehouse.connect("transformer") as conn:
+        assert not compare(conn, prefix)
+        assert conn.execute(d_entries, (d,)).fetchall()[:1] == d_first[:1]
         second = _rows(conn, prefix)
         # incremental: the rows mapped before are not written again
         assert {k: v for k, v in _versions(conn, MAPPED, prefix).items() if k in first_versions} == first_versions
         mart_versions = _versions(conn, MART, prefix)
         assert f"erp:{prefix}/10" not in mart_versions and f"wms:{prefix}/11" in mart_versions
         assert {k: v for k, v in mart_versions.items() if k in first_mart_versions} == {
-            k: v for k, v in first_mart_versions.items() if k != f"erp:{prefix}/10"}
+            k: v for k, v in first_mart_versions.items() if k not in (f"erp:{prefix}/10", f"erp:{prefix}/15")}
         assert ("erp", f"{prefix}/1", "receipt_without_cost") not in second["quarantined"]
         assert {(r[1], r[6]) for r in second["deduplicated"] if r[1] in (f"{prefix}/1", f"{prefix}/5")} == {
             (f"{prefix}/1", False), (f"{prefix}/5", True)}
@@ -134,6 +153,7 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
     dbt("run", "--select", *LEDGER, *VARS)
     with warehouse.connect("transformer") as conn:
         third = _rows(conn, prefix)
+        assert not compare(conn, prefix)
         assert {r[1] for r in third["mapped"]} >= {f"{prefix}/7", f"{prefix}/8", f"{prefix}/9"}
         assert ("erp", f"{prefix}/9", "unknown_sku") in third["quarantined"]
         # back-dated before B's count: B's balances are written again from there, A's are left as they were
@@ -148,6 +168,7 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
     dbt("run", "--select", *LEDGER, *VARS)
     with warehouse.connect("transformer") as conn:
         fourth = _rows(conn, prefix)
+        assert not compare(conn, prefix)
         assert not any(r[1] == f"{prefix}/9" for r in fourth["quarantined"])
         assert (f"erp:{prefix}/9", c, f"{prefix}-L1", "receipt", 4, 1, None) in fourth["unified"]
         assert all(_versions(conn, MAPPED, prefix)[k] != v for k, v in unchanged.items())  # mapped again
@@ -159,6 +180,7 @@ def test_incremental_ledger_equals_full_refresh(warehouse, dbt):
     dbt("run", "--select", *LEDGER, *VARS)
     with warehouse.connect("transformer") as conn:
         incremental = _rows(conn, prefix)
+        assert not compare(conn, prefix)
         assert (f"erp:{prefix}/3", a, f"{prefix}-L1", "sale", -4, None, None) in incremental["unified"]
 
     dbt("run", "--select", *LEDGER, *VARS, "--full-refresh")

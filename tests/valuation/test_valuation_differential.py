@@ -220,6 +220,7 @@ def test_incremental_resume_equals_full_refresh(warehouse, dbt, load_file_rows):
         {sku: rows[a:b] for sku, rows, (a, b) in zip(generated_skus, generated, cuts, strict=True)},
         {sku: rows[b:] for sku, rows, (_, b) in zip(generated_skus, generated, cuts, strict=True)},
         {},
+        {},
     ]
     for k, batches in enumerate(rounds):
         batches.update({made_skus[n]: made[n][1][k] for n in names})

@@ -55,6 +55,19 @@
         {%- endif %}
         true
     );
+    {#- Whether the rows the ledger wrote since that mark are all that can differ (int_valuation_entries_posted's
+        changes-only path): the ledger was not filled whole since (its oldest ledgered_at is not later than the
+        mark; a ledger built incrementally keeps every row it does not write again, and every row a report
+        demotes is written again: macros/ledger.sql). Else each candidate SKU's rows are fingerprinted. -#}
+    select set_config(
+        {{ valuation_setting('changes_only') }},
+        coalesce(
+            (select min(ledgered_at) from {{ ref('int_movements_deduplicated') }})
+                <= current_setting({{ valuation_setting('ledger_after') }})::timestamptz,
+            false
+        )::text,
+        true
+    );
     {%- endif %}
     {%- else -%}
     select set_config({{ valuation_setting('valued_at') }}, now()::text, true);

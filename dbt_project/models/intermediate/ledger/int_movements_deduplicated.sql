@@ -12,6 +12,8 @@
         "{{ index_once(['ledgered_at']) }}",
         "{{ index_once(['movement_type'], where=\"movement_type = 'receipt' AND unit_cost_base IS NULL\") }}",
         "{{ index_once(['sku', 'location', 'movement_type', ledger_duplicate_key()], match='%COALESCE(reference%') }}",
+        "{{ index_once(['sku', 'occurred_at']) }}",
+        "{{ index_once(['sku', 'reference'], where=\"movement_type IN ('transfer_out', 'transfer_in', 'customer_return', 'vendor_return') AND reference IS NOT NULL\") }}",
     ],
 )) }}
 with converted as (

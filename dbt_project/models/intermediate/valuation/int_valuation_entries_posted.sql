@@ -54,6 +54,7 @@
 -- (minutes, not seconds), or sort the touched SKUs' whole history for merge joins (at 1M movements, 3.5 of
 -- the 7.5 s it took to find where to resume).
 -- depends_on: {{ ref('int_valuation_functions_created') }}
+-- depends_on: {{ ref('int_movements_deduplicated') }}
 {{
     config(
         materialized=('incremental' if var('valuation_incremental', false) else 'table'),
@@ -101,6 +102,23 @@ coalesce(
         )
 {%- endset -%}
 
+{#- The changes-only path (see the header) is taken: set by valuation_begin_build. Pseudo-constant, so PostgreSQL decides
+    once per statement which path's CTEs run. -#}
+{%- set changes_only -%}
+    coalesce(nullif(current_setting({{ valuation_setting('changes_only') }}, true), '')::boolean, false)
+{%- endset -%}
+
+{#- What the valuation reads of a ledger row, with its hash, inside a lateral lookup of `ledger`. -#}
+{%- set ledger_columns -%}
+    ledger.movement_id, ledger.source_name, ledger.event_id, ledger.occurred_at, ledger.location,
+            ledger.movement_type, ledger.quantity_base, ledger.unit_cost_base, ledger.reference, {{ row_hash }} as row_hash
+{%- endset -%}
+
+{#- A row of `r` comes after / at or before the checkpoint (or the row) `c` by their own keys. -#}
+{%- set own_key -%}
+({r}.occurred_at, {r}.event_id collate "C", {r}.source_name collate "C")
+{%- endset -%}
+
 {%- set valuation_order -%}
     order_at, order_event_id collate "C", order_source_name collate "C", is_moved_after_pair,
             moved_event_id collate "C", moved_source_name collate "C"
@@ -122,12 +140,15 @@ stored_checkpoints as materialized (
     where entry_kind = 'state'  -- through the partial index of valuation_sku_start_index
 ),
 
+-- ===== The fingerprint path (the ledger was filled whole since the last build read it, or no build recorded
+-- what it read)
 -- The SKUs with ledger rows written since the ledger the last build read (valuation_begin_build; every SKU when
 -- the table records none): the only ones whose rows can have changed.
 candidates as materialized (
     select distinct sku
     from ledger
-    where ledgered_at > current_setting({{ valuation_setting('ledger_after') }})::timestamptz
+    where not {{ changes_only }}
+        and ledgered_at > current_setting({{ valuation_setting('ledger_after') }})::timestamptz
 ),
 
 -- Their ledger rows, with only what the valuation reads, and its hash: read once.
@@ -136,7 +157,7 @@ hashed as materialized (
         sku, movement_id, source_name, event_id, occurred_at, location, movement_type, quantity_base,
         unit_cost_base, reference, {{ row_hash }} as row_hash
     from ledger
-    where sku in (select candidates.sku from candidates)
+    where not {{ changes_only }} and sku in (select candidates.sku from candidates)
 ),
 
 touched as materialized (
@@ -156,9 +177,192 @@ touched_rows as materialized (
     where hashed.sku in (select touched.sku from touched)
 ),
 
--- Transfers are paired over the touched SKUs' whole history (a pair may straddle the checkpoint).
+-- ===== The changes-only path (the ledger built incrementally since the last build read it: every row it wrote
+-- since carries a later ledgered_at, and the rows it kept are as that build read them)
+-- The rows the ledger wrote since: new ones, and every report of a group ranked again, winner or not (a report
+-- that stopped counting is one of them).
+changed as materialized (
+    select sku, occurred_at, event_id, source_name, movement_type, reference
+    from {{ ref('int_movements_deduplicated') }}
+    where {{ changes_only }}
+        and ledgered_at > current_setting({{ valuation_setting('ledger_after') }})::timestamptz
+),
+
+-- Per SKU, the first of them by its own key, or of the transfer_ins of a reference whose transfer_outs changed
+-- (where such a transfer_in is valued, its pair's place, may change): nothing before it changed.
+earliest as materialized (
+    select distinct on (sku) sku, occurred_at, event_id, source_name
+    from (
+        select sku, occurred_at, event_id, source_name
+        from changed
+        union all
+        select receipts.sku, receipts.occurred_at, receipts.event_id, receipts.source_name
+        from (
+            select distinct sku, reference
+            from changed
+            where movement_type = 'transfer_out' and reference is not null
+        ) as outs
+        cross join lateral (
+            select reports.sku, reports.occurred_at, reports.event_id, reports.source_name
+            from {{ ref('int_movements_deduplicated') }} as reports
+            where reports.sku = outs.sku and reports.reference = outs.reference and reports.movement_type = 'transfer_in'
+        ) as receipts
+    ) as changes
+    order by sku, occurred_at, event_id collate "C", source_name collate "C"
+),
+
+-- Where each such SKU may resume: after its latest resumable checkpoint among its last K × N positions that comes
+-- before the first change (none: from its start).
+fast_start as materialized (
+    select distinct on (earliest.sku)
+        earliest.sku,
+        checkpoint.valuation_sequence,
+        checkpoint.occurred_at,
+        checkpoint.event_id,
+        checkpoint.source_name,
+        checkpoint.engine_state
+    from earliest
+    left join stored_checkpoints as checkpoint
+        on checkpoint.sku = earliest.sku
+        and checkpoint.engine_state is not null
+        and checkpoint.valuation_sequence >= checkpoint.last_sequence - {{ checkpoints * checkpoint_interval }}
+        and {{ own_key | replace('{r}', 'checkpoint') }} < {{ own_key | replace('{r}', 'earliest') }}
+    order by earliest.sku, checkpoint.valuation_sequence desc nulls last
+),
+
+-- The rows after that checkpoint by their own key, each SKU's looked up by index (sku, occurred_at).
+fast_tail as materialized (
+    select fast_start.sku, rows.*
+    from fast_start
+    cross join lateral (
+        select {{ ledger_columns }}
+        from ledger
+        where ledger.sku = fast_start.sku
+            and ledger.occurred_at >= fast_start.occurred_at
+            and {{ own_key | replace('{r}', 'ledger') }} > {{ own_key | replace('{r}', 'fast_start') }}
+    ) as rows
+    where fast_start.valuation_sequence is not null
+),
+
+-- The pair of every transfer among them: the SKU's first transfer_out of the reference, wherever it lies.
+fast_tail_pairs as materialized (
+    select
+        refs.sku,
+        refs.reference,
+        pair.occurred_at as pair_occurred_at,
+        pair.event_id as pair_event_id,
+        pair.source_name as pair_source_name
+    from (
+        select distinct sku, reference
+        from fast_tail
+        where movement_type in ('transfer_out', 'transfer_in') and reference is not null
+    ) as refs
+    cross join lateral (
+        select ledger.occurred_at, ledger.event_id, ledger.source_name
+        from ledger
+        where ledger.sku = refs.sku and ledger.reference = refs.reference and ledger.movement_type = 'transfer_out'
+        order by ledger.occurred_at, ledger.event_id collate "C", ledger.source_name collate "C"
+        limit 1
+    ) as pair
+),
+
+-- The transfer_ins at or before the checkpoint by their own key that are valued after it: moved to their pair's
+-- place, which lies after it.
+fast_moved_ins as materialized (
+    select fast_start.sku, rows.*
+    from fast_tail_pairs as pairs
+    inner join fast_start on fast_start.sku = pairs.sku
+    cross join lateral (
+        select {{ ledger_columns }}
+        from ledger
+        where ledger.sku = pairs.sku and ledger.reference = pairs.reference and ledger.movement_type = 'transfer_in'
+            and {{ own_key | replace('{r}', 'ledger') }} <= {{ own_key | replace('{r}', 'fast_start') }}
+    ) as rows
+    where (pairs.pair_occurred_at, pairs.pair_event_id collate "C", pairs.pair_source_name collate "C")
+        > {{ own_key | replace('{r}', 'fast_start') }}
+),
+
+-- SKUs that cannot resume from that checkpoint: (c) a transfer after it whose pair lies at or before it and whose
+-- pool is not in its state; (b) a changed sale / receipt (after it) that a return at or before it references.
+fast_blocked as (
+    select fast_tail.sku
+    from fast_tail
+    inner join fast_start on fast_start.sku = fast_tail.sku
+    inner join fast_tail_pairs as pairs on pairs.sku = fast_tail.sku and pairs.reference = fast_tail.reference
+    where fast_tail.movement_type in ('transfer_out', 'transfer_in')
+        and (pairs.pair_occurred_at, pairs.pair_event_id collate "C", pairs.pair_source_name collate "C")
+            <= {{ own_key | replace('{r}', 'fast_start') }}
+        and not coalesce(fast_start.engine_state->'pool_refs' ? fast_tail.reference, false)
+    union
+    select changed.sku
+    from changed
+    inner join fast_start on fast_start.sku = changed.sku
+    cross join lateral (
+        select 1
+        from ledger as returns
+        where returns.sku = changed.sku
+            and returns.reference = changed.event_id
+            and returns.movement_type
+                = case when changed.movement_type = 'sale' then 'customer_return' else 'vendor_return' end
+            and {{ own_key | replace('{r}', 'returns') }} <= {{ own_key | replace('{r}', 'fast_start') }}
+        limit 1
+    ) as referencing
+    where changed.movement_type in ('sale', 'receipt') and fast_start.valuation_sequence is not null
+),
+
+-- Where each resumes: after the checkpoint when a row follows it and it is not blocked, else from the start.
+fast_resume as materialized (
+    select
+        fast_start.sku,
+        case when resumes then fast_start.valuation_sequence else 0 end as resume_after,
+        case when resumes then fast_start.occurred_at end as occurred_at,
+        case when resumes then fast_start.event_id end as event_id,
+        case when resumes then fast_start.source_name end as source_name,
+        case when resumes then fast_start.engine_state end as engine_state
+    from (
+        select
+            fast_start.*,
+            fast_start.valuation_sequence is not null and followed.sku is not null and blocked.sku is null as resumes
+        from fast_start
+        left join (select distinct sku from fast_tail) as followed on followed.sku = fast_start.sku
+        left join (select distinct sku from fast_blocked) as blocked on blocked.sku = fast_start.sku
+    ) as fast_start
+),
+
+-- The whole history of the SKUs re-valued from their start.
+fast_whole_rows as materialized (
+    select fast_resume.sku, rows.*
+    from fast_resume
+    cross join lateral (
+        select {{ ledger_columns }}
+        from ledger
+        where ledger.sku = fast_resume.sku
+    ) as rows
+    where fast_resume.resume_after = 0
+),
+
+-- What this path values: the rows after the checkpoint (with the moved transfer_ins), or the whole history.
+fast_movements as not materialized (
+    select rows.*, fast_resume.resume_after
+    from (
+        select * from fast_tail
+        union all
+        select * from fast_moved_ins
+    ) as rows
+    inner join fast_resume on fast_resume.sku = rows.sku
+    where fast_resume.resume_after > 0
+    union all
+    select fast_whole_rows.*, 0 as resume_after
+    from fast_whole_rows
+),
+
+-- ===== Both paths
+-- Transfers are paired over the whole history of the SKUs re-valued whole or fingerprinted (a pair may straddle the
+-- checkpoint); the changes-only path looked up the pairs of the rest (fast_tail_pairs).
 pairing_rows as not materialized (
     select * from touched_rows
+    union all
+    select * from fast_whole_rows
 ),
 {% else %}
 pairing_rows as not materialized (
@@ -193,7 +397,7 @@ transfers as materialized (
         pair_outs.pair_source_name,
         case when pair_outs.sku is not null then pairing_rows.reference end as transfer_reference,
         {{ moved_after_pair | replace('{rows}', 'pairing_rows') }} as is_moved_after_pair
-    from pairing_rows
+    from touched_rows as pairing_rows
     left join pair_outs on pair_outs.sku = pairing_rows.sku and pair_outs.reference = pairing_rows.reference
     where pairing_rows.movement_type in ('transfer_out', 'transfer_in') and pairing_rows.reference is not null
 ),
@@ -315,6 +519,9 @@ resume as materialized (
         resumable.engine_state
     from touched
     left join resumable on resumable.sku = touched.sku
+    union all
+    select sku, resume_after, occurred_at, event_id, source_name, engine_state
+    from fast_resume
 ),
 
 -- What is valued: the rows after the resume point (all rows of a SKU re-valued from its start).
@@ -333,6 +540,18 @@ movements as not materialized (
     from near_end as touched_rows
     inner join resume on resume.sku = touched_rows.sku
     where resume.resume_after > 0 and {{ valuation_after_checkpoint('touched_rows', 'resume') }}
+    union all
+    select * from fast_movements
+),
+
+-- The pairs of the transfers valued: the changes-only path's resumed SKUs' as looked up, the rest's found above.
+known_pairs as not materialized (
+    select * from pair_outs
+    union all
+    select fast_tail_pairs.*
+    from fast_tail_pairs
+    inner join fast_resume on fast_resume.sku = fast_tail_pairs.sku
+    where fast_resume.resume_after > 0
 ),
 
 -- A return after the resume point whose sale / receipt (by event_id) was valued before it: that one's
@@ -389,7 +608,7 @@ joined as (
         prefix_candidates.avco_unit_cost_applied as ref_avco
         {%- endif %}
     from movements
-    left join pair_outs
+    left join {{ 'known_pairs' if is_incremental() else 'pair_outs' }} as pair_outs
         on movements.movement_type in ('transfer_out', 'transfer_in')
         and pair_outs.sku = movements.sku
         and pair_outs.reference = movements.reference
