@@ -4,6 +4,9 @@
 -- with each other: each is its own event.
 -- With var ledger_incremental, a build ranks again only the groups of reports that rows mapped since its last
 -- build join, and keeps every other row (macros/ledger.sql).
+-- Indexes (post_hook): the stamps the models that follow it catch up from; the duplicate key (ranking again);
+-- (sku, occurred_at) and, on transfers and returns, (sku, reference): an incremental valuation reads a SKU's rows
+-- after a checkpoint, and the pairs and returns that reach across it, through them.
 -- depends_on: {{ ref('int_movements_mapped') }}
 {{ config(**ledger_config(
     pre_hook=["{{ incremental_lock(ref('int_movements_mapped')) }}", "{{ ledger_begin_stamp('ledgered_at') }}", "{{ ledger_dedup_catch_up() }}"],

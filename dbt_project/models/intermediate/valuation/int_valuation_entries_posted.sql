@@ -27,10 +27,20 @@
 --     in-transit totals, the layer counter and the identifiers of the earlier movements those point
 --     at. Not a resumable state: after a transfer_in (its order key may be its pair's), and between a
 --     return and a later sale / receipt of its group (the return's match depends on that candidate).
---   * Touched SKU: its fingerprint now differs from its last `state` entry's. Untouched SKUs keep
---     their rows. Only SKUs with ledger rows written (ledgered_at) since the ledger the last build read
---     (ledger_read_through) are checked: no other SKU's rows can differ.
---   * Resume point: of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
+--   * Which rows can differ: only those the ledger wrote (ledgered_at) since the ledger the last build read
+--     (ledger_read_through). Two paths, chosen per build (valuation_begin_build):
+--   * Changes-only path, when the ledger was not filled whole since (the usual incremental build, batches of
+--     new rows): those rows are exactly what differs (a ledger built incrementally keeps every other row as
+--     it was, and writes again every report of a group it ranks again, the one that stops counting too). Per
+--     SKU with such rows, the first of them by its own key, or of the transfer_ins of a reference whose
+--     transfer_outs are among them (such a transfer_in is valued at its pair's place), bounds the resume
+--     point: the latest resumable checkpoint among the SKU's last K × N positions before it, if (b) and (c)
+--     below hold and a row follows it; else the SKU's start. Only the rows after it are read (by index,
+--     with the transfer_ins moved after it and the pairs of its transfers): no whole history is hashed.
+--   * Fingerprint path, after the ledger was filled whole (reference data changed, a raw row corrected, a
+--     full refresh): touched SKU: its fingerprint now differs from its last `state` entry's; untouched SKUs
+--     keep their rows (most, when reference data changed). Only SKUs with rows written since are checked.
+--   * Resume point (fingerprint path): of the SKU's resumable checkpoints among its last K × N positions (the checkpoints
 --     that many builds leave near the end never crowd out the periodic ones: the window is positions,
 --     not a count; an event back-dated further re-values the SKU whole), the latest after which at
 --     least one ledger row now comes (valuation order, with a moved transfer_in at its pair's place)
