@@ -124,7 +124,7 @@ coalesce(
             ledger.movement_type, ledger.quantity_base, ledger.unit_cost_base, ledger.reference, {{ row_hash }} as row_hash
 {%- endset -%}
 
-{#- A row of `r` comes after / at or before the checkpoint (or the row) `c` by their own keys. -#}
+{#- The own key of a row or checkpoint `{r}` (valuation order before rule 2's exception), to compare with another's. -#}
 {%- set own_key -%}
 ({r}.occurred_at, {r}.event_id collate "C", {r}.source_name collate "C")
 {%- endset -%}
