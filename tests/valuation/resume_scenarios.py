@@ -150,6 +150,23 @@ def scenarios() -> dict[str, tuple[list[dict], list]]:
         ],
     )
 
+    # (h) a checkpoint right after a transfer_out whose transfer_in, stamped earlier, is valued after it (at its
+    # pair's place): a change just after the transfer_out resumes from that checkpoint, and the transfer_in,
+    # before it by its own time, is among the rows to value again
+    s["received_before_sent_at_checkpoint"] = (
+        [
+            mv("r1", 0, "receipt", 12, cost="2.5", ref="PO-1"),
+            mv("s1", 1, "sale", -1),
+            mv("o1", 10, "transfer_out", -5, ref="T1"),
+            mv("i1", 5, "transfer_in", 5, loc="VAL-B", ref="T1"),
+            *_trading("t", 11, 8),
+        ],
+        [
+            [mv("n1", 10.5, "sale", -1)],
+            [mv("n2", 30, "sale", -1, loc="VAL-B")],
+        ],
+    )
+
     # (f) old rows changed and removed (nothing before them may be trusted after them): falls back to a
     # checkpoint before them, or the start. Only in the last batch: a raw row updated or deleted makes the ledger
     # map everything again, and the valuation fingerprint every SKU (batches of new rows alone take the

@@ -254,7 +254,9 @@ fast_tail as materialized (
     where fast_start.valuation_sequence is not null
 ),
 
--- The pair of every transfer among them: the SKU's first transfer_out of the reference, wherever it lies.
+-- The pair of every transfer among them, and of the checkpoint's own movement when it is a transfer_out (a
+-- transfer_in stamped before it is valued right after it): the SKU's first transfer_out of the reference,
+-- wherever it lies.
 fast_tail_pairs as materialized (
     select
         refs.sku,
@@ -263,9 +265,23 @@ fast_tail_pairs as materialized (
         pair.event_id as pair_event_id,
         pair.source_name as pair_source_name
     from (
-        select distinct sku, reference
+        select sku, reference
         from fast_tail
         where movement_type in ('transfer_out', 'transfer_in') and reference is not null
+        union
+        select fast_start.sku, at_checkpoint.reference
+        from fast_start
+        cross join lateral (
+            select ledger.reference
+            from ledger
+            where ledger.sku = fast_start.sku
+                and ledger.occurred_at = fast_start.occurred_at
+                and ledger.event_id = fast_start.event_id
+                and ledger.source_name = fast_start.source_name
+                and ledger.movement_type = 'transfer_out'
+                and ledger.reference is not null
+        ) as at_checkpoint
+        where fast_start.valuation_sequence is not null
     ) as refs
     cross join lateral (
         select ledger.occurred_at, ledger.event_id, ledger.source_name
@@ -277,7 +293,7 @@ fast_tail_pairs as materialized (
 ),
 
 -- The transfer_ins at or before the checkpoint by their own key that are valued after it: moved to their pair's
--- place, which lies after it.
+-- place, which lies after it, or is the checkpoint's own movement (they follow it).
 fast_moved_ins as materialized (
     select fast_start.sku, rows.*
     from fast_tail_pairs as pairs
@@ -289,20 +305,25 @@ fast_moved_ins as materialized (
             and {{ own_key | replace('{r}', 'ledger') }} <= {{ own_key | replace('{r}', 'fast_start') }}
     ) as rows
     where (pairs.pair_occurred_at, pairs.pair_event_id collate "C", pairs.pair_source_name collate "C")
-        > {{ own_key | replace('{r}', 'fast_start') }}
+        >= {{ own_key | replace('{r}', 'fast_start') }}
 ),
 
--- SKUs that cannot resume from that checkpoint: (c) a transfer after it whose pair lies at or before it and whose
--- pool is not in its state; (b) a changed sale / receipt (after it) that a return at or before it references.
+-- SKUs that cannot resume from that checkpoint: (c) a transfer after it (by its own key, or moved after it)
+-- whose pair lies at or before it and whose pool is not in its state; (b) a changed sale / receipt (after it) that a
+-- return at or before it references.
 fast_blocked as (
-    select fast_tail.sku
-    from fast_tail
-    inner join fast_start on fast_start.sku = fast_tail.sku
-    inner join fast_tail_pairs as pairs on pairs.sku = fast_tail.sku and pairs.reference = fast_tail.reference
-    where fast_tail.movement_type in ('transfer_out', 'transfer_in')
+    select after.sku
+    from (
+        select sku, movement_type, reference from fast_tail
+        union all
+        select sku, movement_type, reference from fast_moved_ins
+    ) as after
+    inner join fast_start on fast_start.sku = after.sku
+    inner join fast_tail_pairs as pairs on pairs.sku = after.sku and pairs.reference = after.reference
+    where after.movement_type in ('transfer_out', 'transfer_in')
         and (pairs.pair_occurred_at, pairs.pair_event_id collate "C", pairs.pair_source_name collate "C")
             <= {{ own_key | replace('{r}', 'fast_start') }}
-        and not coalesce(fast_start.engine_state->'pool_refs' ? fast_tail.reference, false)
+        and not coalesce(fast_start.engine_state->'pool_refs' ? after.reference, false)
     union
     select changed.sku
     from changed
