@@ -13,7 +13,13 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 
-from tests.valuation.valuation_harness import VALUATION_BUILD, compare, history, load_histories
+from tests.valuation.valuation_harness import (
+    POSITIONS_BUILD,
+    VALUATION_BUILD,
+    compare,
+    history,
+    load_histories,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +48,9 @@ def _report(problems: list[str]) -> str:
 def test_marts_equal_reference(warehouse, dbt, load_file_rows):
     histories = _collect()
     skus = load_histories(load_file_rows, histories)
-    dbt(*BUILD)
+    dbt("build", "--select", *POSITIONS_BUILD, "--exclude", "test_type:unit")
     with warehouse.connect("transformer") as conn:
-        problems = compare(conn, skus[0].rsplit("-", 1)[0])
+        problems = compare(conn, skus[0].rsplit("-", 1)[0], positions=True)
     assert not problems, _report(problems)
 
 

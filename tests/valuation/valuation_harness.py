@@ -8,6 +8,7 @@ one database and value in one `dbt build`. Comparisons are exact `Decimal` equal
 
 from __future__ import annotations
 
+import decimal
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,8 @@ SOURCES = ("erp", "wms")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 VALUATION_BUILD = ("+fct_inventory_valuation", "+fct_cost_of_goods", "+fct_cost_layers")
+# ... and the positions mart, whose values come from the same pass (compare(..., positions=True))
+POSITIONS_BUILD = (*VALUATION_BUILD, "+fct_stock_positions")
 
 costs = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("250"), places=2) | st.sampled_from(
     [Decimal("0"), Decimal("9.99"), Decimal("10"), Decimal("0.3333")]
@@ -224,6 +227,8 @@ LINE_COLUMNS = (
     "cost_amount",
     "provisional_unit_cost_base",
 )
+# (on_hand_quantity is the ledger's running balance, not the valuation's: test_positions_reference checks it)
+POSITION_COLUMNS = ("inventory_value_fifo", "inventory_value_avco")
 LAYER_COLUMNS = (
     "location",
     "source_movement_id",
@@ -233,8 +238,9 @@ LAYER_COLUMNS = (
 )
 
 
-def compare(conn, prefix: str) -> list[str]:
-    """Every difference between the marts and the reference for SKUs starting with `prefix`."""
+def compare(conn, prefix: str, positions: bool = False) -> list[str]:
+    """Every difference between the marts and the reference for SKUs starting with `prefix` (with
+    `positions`, fct_stock_positions' values too: built with POSITIONS_BUILD)."""
     ref = reference_for(conn, prefix)
     problems: list[str] = []
     if not ref.movements:
@@ -270,4 +276,25 @@ def compare(conn, prefix: str) -> list[str]:
         for r in _fetch(conn, "select * from marts.fct_cost_layers where sku like %s", prefix)
     }
     diff("layer", expected, actual, LAYER_COLUMNS)
+
+    if positions:
+        # each position's value: the balance after its last movement, per method
+        closing: dict[tuple, dict] = {}
+        for m in sorted(ref.movements, key=lambda m: m.valuation_sequence):
+            row = closing.setdefault((m.sku, m.location), {})
+            row[f"inventory_value_{m.method}"] = m.balance_value
+        actual = {
+            (r["sku"], r["location"]): r
+            for r in _fetch(conn, "select * from marts.fct_stock_positions where sku like %s", prefix)
+        }
+        diff("position", closing, actual, POSITION_COLUMNS)
+        for key, r in actual.items():
+            cost = r["unit_cost_avco"]
+            if not r["on_hand_quantity"] or cost is None:
+                expected_cost = None
+            else:  # value / on hand, to the scale PostgreSQL chose for the quotient
+                wide = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_UP)
+                expected_cost = wide.divide(r["inventory_value_avco"], r["on_hand_quantity"]).quantize(cost, context=wide)
+            if cost != expected_cost:
+                problems.append(f"position {key} unit_cost_avco: {cost!r}, value / on hand {expected_cost!r}")
     return problems

@@ -59,6 +59,9 @@
 --   * Every entry carries `valued_at`, its build's stamp (pre_hook valuation_begin_build, which also locks
 --     out a concurrent build): the valuation marts catch up from it (macros/valuation/valuation_catch_up.sql).
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
+-- Every build indexes each position's movement entries (sku, location, valuation_sequence; post-hook): what
+-- fct_stock_positions reads its last one per position through (one probe each, not a sum over every entry:
+-- 24 s -> 2 s of a cycle at 10M movements).
 -- An incremental build runs with enable_nestloop and enable_mergejoin off (transaction-local): the planner
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
 -- (minutes, not seconds), or sort the touched SKUs' whole history for merge joins (at 1M movements, 3.5 of
@@ -75,7 +78,9 @@
             "{{ create_valuation_functions() }}",
             "{% if is_incremental() %}set local enable_nestloop = off; set local enable_mergejoin = off{% else %}{{ valuation_parallel_settings() }}{% endif %}",
         ],
-        post_hook=(
+        post_hook=[
+            "{{ index_once(['sku', 'location', 'valuation_sequence'], where=\"entry_kind = 'movement'\") }}",
+        ] + (
             ["{{ valuation_sku_start_index() }}", "{% if is_incremental() %}{{ valuation_delete_gone_skus() }}{% endif %}"]
             if var('valuation_incremental', false) else []
         ),

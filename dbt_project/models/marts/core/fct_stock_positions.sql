@@ -3,16 +3,19 @@ with folded as (
 ),
 
 valuation as (
-    -- The value changes fct_inventory_valuation lists, summed from the valuation pass's own entries (the
-    -- same numbers; not waiting for that mart shortens the path from a movement to its correction).
-    select
-        sku,
-        location,
-        sum(fifo_stock_value_change) as inventory_value_fifo,
-        sum(avco_stock_value_change) as inventory_value_avco
-    from {{ ref('int_valuation_entries_posted') }}
-    where entry_kind = 'movement'
-    group by sku, location
+    -- The stock value after each position's last movement, from the valuation pass's own entries (the values
+    -- fct_inventory_valuation lists; not waiting for that mart shortens the path from a movement to its
+    -- correction): the balance values of the last movement entry at the location, looked up per position by
+    -- index (sku, location, valuation_sequence; valuation_sku_start_index), not summed over every entry.
+    select folded.sku, folded.location, last_entry.inventory_value_fifo, last_entry.inventory_value_avco
+    from folded
+    cross join lateral (
+        select entries.fifo_balance_value as inventory_value_fifo, entries.avco_balance_value as inventory_value_avco
+        from {{ ref('int_valuation_entries_posted') }} as entries
+        where entries.sku = folded.sku and entries.location = folded.location and entries.entry_kind = 'movement'
+        order by entries.valuation_sequence desc
+        limit 1
+    ) as last_entry
 ),
 
 levels as (
