@@ -121,6 +121,8 @@
         `indexes` config cannot declare a partial index;
       * one on valued_at, what the marts catch up from (macros/valuation/valuation_catch_up.sql): a full
         build stamps every entry alike, so it is a few pages (B-tree deduplication) until builds add stamps.
+      * one on the movement entries' (sku, event_id): where a return re-valued finds the sale / receipt it
+        references when that was valued before the resume point (prefix_candidates; a join read every entry).
     Each is created once per table (a full build makes a new table, and the one it replaces keeps its own
     indexes until dropped, so the test is on this relation's indexes). -#}
 {% macro valuation_sku_start_index() -%}
@@ -134,6 +136,7 @@
 
 {% macro postgres__valuation_sku_start_index() -%}
 {{ index_once(['sku', 'valuation_sequence'], "entry_kind = 'state' or valuation_sequence = 1") }};
+{{ index_once(['sku', 'event_id'], "entry_kind = 'movement'") }};
 {{ index_once(['valued_at']) }}
 {%- endmacro %}
 

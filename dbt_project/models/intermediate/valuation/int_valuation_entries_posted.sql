@@ -66,6 +66,8 @@
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
 -- (minutes, not seconds), or sort the touched SKUs' whole history for merge joins (at 1M movements, 3.5 of
 -- the 7.5 s it took to find where to resume).
+-- Its lookups per SKU (LATERAL, each through an index) end in `offset 0`: the planner would otherwise flatten
+-- them into joins, and with nested loops off, hash the whole ledger for each (at 10M movements 1-1.5 s apiece).
 -- depends_on: {{ ref('int_valuation_functions_created') }}
 -- depends_on: {{ ref('int_movements_deduplicated') }}
 {{
@@ -221,6 +223,7 @@ earliest as materialized (
             select reports.sku, reports.occurred_at, reports.event_id, reports.source_name
             from {{ ref('int_movements_deduplicated') }} as reports
             where reports.sku = outs.sku and reports.reference = outs.reference and reports.movement_type = 'transfer_in'
+            offset 0
         ) as receipts
     ) as changes
     order by sku, occurred_at, event_id collate "C", source_name collate "C"
@@ -255,6 +258,7 @@ fast_tail as materialized (
         where ledger.sku = fast_start.sku
             and ledger.occurred_at >= fast_start.occurred_at
             and {{ own_key | replace('{r}', 'ledger') }} > {{ own_key | replace('{r}', 'fast_start') }}
+        offset 0
     ) as rows
     where fast_start.valuation_sequence is not null
 ),
@@ -285,6 +289,7 @@ fast_tail_pairs as materialized (
                 and ledger.source_name = fast_start.source_name
                 and ledger.movement_type = 'transfer_out'
                 and ledger.reference is not null
+            offset 0
         ) as at_checkpoint
         where fast_start.valuation_sequence is not null
     ) as refs
@@ -308,6 +313,7 @@ fast_moved_ins as materialized (
         from ledger
         where ledger.sku = pairs.sku and ledger.reference = pairs.reference and ledger.movement_type = 'transfer_in'
             and {{ own_key | replace('{r}', 'ledger') }} <= {{ own_key | replace('{r}', 'fast_start') }}
+        offset 0
     ) as rows
     where (pairs.pair_occurred_at, pairs.pair_event_id collate "C", pairs.pair_source_name collate "C")
         >= {{ own_key | replace('{r}', 'fast_start') }}
@@ -373,6 +379,7 @@ fast_whole_rows as materialized (
         select {{ ledger_columns }}
         from ledger
         where ledger.sku = fast_resume.sku
+        offset 0
     ) as rows
     where fast_resume.resume_after = 0
 ),
@@ -591,23 +598,28 @@ known_pairs as not materialized (
 ),
 
 -- A return after the resume point whose sale / receipt (by event_id) was valued before it: that one's
--- position and unit costs, own source first, from the stored movement entries.
+-- position and unit costs, own source first, from the stored movement entries (looked up per return by index
+-- (sku, event_id) of the movement entries: a join read all of them, 3 s at 10M movements).
 prefix_candidates as (
-    select distinct on (returns.movement_id)
-        returns.movement_id,
-        valued.source_name = returns.source_name as same_source,
-        valued.valuation_sequence,
-        valued.fifo_unit_cost_applied,
-        valued.avco_unit_cost_applied
+    select returns.movement_id, valued.*
     from movements as returns
-    inner join {{ this }} as valued
-        on valued.sku = returns.sku
-        and valued.entry_kind = 'movement'
-        and valued.event_id = returns.reference
-        and valued.movement_type = case when returns.movement_type = 'customer_return' then 'sale' else 'receipt' end
-        and valued.valuation_sequence <= returns.resume_after
+    cross join lateral (
+        select
+            candidates.source_name = returns.source_name as same_source,
+            candidates.valuation_sequence,
+            candidates.fifo_unit_cost_applied,
+            candidates.avco_unit_cost_applied
+        from {{ this }} as candidates
+        where candidates.sku = returns.sku
+            and candidates.entry_kind = 'movement'
+            and candidates.event_id = returns.reference
+            and candidates.movement_type
+                = case when returns.movement_type = 'customer_return' then 'sale' else 'receipt' end
+            and candidates.valuation_sequence <= returns.resume_after
+        order by candidates.source_name = returns.source_name desc, candidates.valuation_sequence
+        limit 1
+    ) as valued
     where returns.movement_type in ('customer_return', 'vendor_return') and returns.reference is not null
-    order by returns.movement_id, valued.source_name = returns.source_name desc, valued.valuation_sequence
 ),
 {% else %}
 movements as not materialized (
