@@ -61,7 +61,7 @@
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
 -- Every build indexes each position's movement entries (sku, location, valuation_sequence; post-hook): what
 -- fct_stock_positions reads its last one per position through (one probe each, not a sum over every entry:
--- 24 s -> 2 s of a cycle at 10M movements).
+-- 24 s -> 2 s of a cycle at 10M movements), and keeps entry_kind one of its four values by a CHECK constraint.
 -- An incremental build runs with enable_nestloop and enable_mergejoin off (transaction-local): the planner
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
 -- (minutes, not seconds), or sort the touched SKUs' whole history for merge joins (at 1M movements, 3.5 of
@@ -82,6 +82,7 @@
         ],
         post_hook=[
             "{{ index_once(['sku', 'location', 'valuation_sequence'], where=\"entry_kind = 'movement'\") }}",
+            "{{ check_once(\"entry_kind is not null and entry_kind in ('movement', 'cost_line', 'open_layer', 'state')\", match='%entry_kind IS NOT NULL%') }}",
         ] + (
             ["{{ valuation_sku_start_index() }}", "{% if is_incremental() %}{{ valuation_delete_gone_skus() }}{% endif %}"]
             if var('valuation_incremental', false) else []
