@@ -143,25 +143,59 @@
 
 {#- post_hook of an incremental build of int_valuation_entries_posted: the entries of SKUs no longer in the
     ledger go, and each leaves a tombstone (a `state` entry at position 0, without state, stamped with this
-    build) from which the valuation marts learn it (valuation_catch_up.sql). Such SKUs are found among the
-    entries at a SKU's first position and the checkpoints (valuation_sku_start_index), not by probing the
-    ledger for every entry; when there are none, nothing else is read. -#}
+    build) from which the valuation marts learn it (valuation_catch_up.sql). On the changes-only path only a SKU
+    with ledger rows written since the last build can have left (a row leaves the ledger only when the ledger
+    writes its group again), so only those are looked up, each by index (2 s -> 0.1 s at 10M movements).
+    Otherwise such SKUs are found among the entries at a SKU's first position and the checkpoints
+    (valuation_sku_start_index), not by probing the ledger for every entry; when there are none, nothing else
+    is read. -#}
 {% macro valuation_delete_gone_skus() -%}
-    with gone as (
-        delete from {{ this }} as t
-        using (
-            select starts.sku
-            from {{ this }} as starts
-            where (starts.entry_kind = 'state' or starts.valuation_sequence = 1) and starts.valuation_sequence > 0
-                and not exists (select 1 from {{ ref('int_movements_unified') }} as ledger where ledger.sku = starts.sku)
-            group by starts.sku
-        ) as gone_skus
-        where t.sku = gone_skus.sku
-        returning t.sku
-    )
-    insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
-    select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
-    from gone
+    {%- set ledger = ref('int_movements_unified') -%}
+    do $gone$
+    begin
+        if coalesce(nullif(current_setting({{ valuation_setting('changes_only') }}, true), '')::boolean, false) then
+            with gone as (
+                delete from {{ this }} as t
+                using (
+                    select changed.sku
+                    from (
+                        select distinct sku
+                        from {{ ref('int_movements_deduplicated') }}
+                        where ledgered_at > current_setting({{ valuation_setting('ledger_after') }})::timestamptz
+                    ) as changed
+                    cross join lateral (
+                        select 1 from {{ this }} as starts
+                        where starts.sku = changed.sku and (starts.entry_kind = 'state' or starts.valuation_sequence = 1)
+                            and starts.valuation_sequence > 0
+                        limit 1
+                    ) as valued
+                    where not exists (select 1 from {{ ledger }} as ledger where ledger.sku = changed.sku)
+                ) as gone_skus
+                where t.sku = gone_skus.sku
+                returning t.sku
+            )
+            insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
+            select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
+            from gone;
+        else
+            with gone as (
+                delete from {{ this }} as t
+                using (
+                    select starts.sku
+                    from {{ this }} as starts
+                    where (starts.entry_kind = 'state' or starts.valuation_sequence = 1) and starts.valuation_sequence > 0
+                        and not exists (select 1 from {{ ledger }} as ledger where ledger.sku = starts.sku)
+                    group by starts.sku
+                ) as gone_skus
+                where t.sku = gone_skus.sku
+                returning t.sku
+            )
+            insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
+            select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
+            from gone;
+        end if;
+    end
+    $gone$
 {%- endmacro %}
 
 
