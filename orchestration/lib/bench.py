@@ -703,26 +703,38 @@ class Bench:
                 "what": "python_loop's FIFO and AVCO loop in PL/pgSQL, over the same ordered ledger, totals only (no "
                         "lineage, no entries written, no checkpoints): the least a valuation pass in PL/pgSQL costs"}
 
-    def incremental_cycle(self) -> dict[str, Any]:
-        full = self.stages.get("dbt_build_full", {})
-        if full.get("missing"):
-            return missing("needs dbt_build_full")
-        batch = benchgen.late_batch(self.shape, min(LATE_EVENTS, max(100, self.shape.movements // 10)))
+    def _late_cycle(self, batch_number: int) -> tuple[float, subprocess.CompletedProcess, dict[str, Any], list[tuple]]:
+        """A batch of late events appended by COPY, then one `dbt build` without --full-refresh."""
+        batch = benchgen.late_batch(self.shape, min(LATE_EVENTS, max(100, self.shape.movements // 10)), batch=batch_number)
         with self.wh.connect("loader") as conn, conn.transaction():
             benchgen.copy_movements(conn, iter(batch), f"bench-late-{uuid.uuid4().hex[:12]}")
         seconds, proc, results = _dbt(self.settings, self.wh, "build", *BUILD_SELECTION, *self.dbt_vars())
         summary = _dbt_summary(proc, results)
         if not results:
             raise BenchError(f"dbt build produced no results (exit {proc.returncode}): {summary.get('detail', '')}")
+        return seconds, proc, summary, batch
+
+    def incremental_cycle(self) -> dict[str, Any]:
+        full = self.stages.get("dbt_build_full", {})
+        if full.get("missing"):
+            return missing("needs dbt_build_full")
+        seconds, proc, summary, batch = self._late_cycle(1)
         if broken := _broken(seconds, summary, proc):
             return broken
         share = seconds / full["seconds"] if full.get("seconds") else None
+        # A second batch on top of the first: it resumes from checkpoints an incremental build wrote, not the full
+        # build's (untimed for the goal; a failing or broken build shows in the table).
+        seconds_2, proc_2, summary_2, _ = self._late_cycle(2)
+        second = _broken(seconds_2, summary_2, proc_2) or {
+            "seconds": round(seconds_2, 3), **summary_2,
+            "share_of_full": round(seconds_2 / full["seconds"], 4) if full.get("seconds") else None}
         return {"seconds": round(seconds, 3), "rows_per_second": round(len(batch) / seconds), "new_events": len(batch),
                 "backdated_events": sum(1 for r in batch if r[1] < benchgen.ANCHOR.isoformat()),
                 "share_of_full": round(share, 4) if share is not None else None,
-                "transformer_has_temporary": self.can_temp, **summary,
+                "transformer_has_temporary": self.can_temp, **summary, "second_cycle": second,
                 "what": f"{len(batch):,} new events (a fifth back-dated up to 30 days) appended by COPY, then one `dbt build` "
-                        "without --full-refresh" + ("" if self.can_temp else
+                        "without --full-refresh; second_cycle: another such batch and build on top of it" + (
+                        "" if self.can_temp else
                         "; the valuation runs as a full table (var valuation_incremental: false): the transformer "
                         "lacks TEMPORARY, which the valuation's incremental materialization needs")}
 
@@ -893,7 +905,15 @@ def render(figures: dict[str, Any]) -> str:
             note = f"{st['seconds'] / figures['stages']['window_pass_floor']['seconds']:.1f}× the floor, with no output"
         elif name == "incremental_cycle" and st.get("share_of_full") is not None:
             note = f"{st['share_of_full']:.1%} of the full build"
-        elif name in ("dbt_build_full", "incremental_cycle") and (st.get("errors") or st.get("test_failures")):
+            second = st.get("second_cycle") or {}
+            if second.get("missing"):
+                note += f"; second cycle: {second['reason']}"
+            elif second.get("seconds") is not None:
+                note += f"; a second on top of it {second['seconds']:.1f}s"
+            for cycle in (st, second):
+                if cycle.get("test_failures"):
+                    note += f" ({cycle['test_failures']} failing tests)"
+        elif name == "dbt_build_full" and (st.get("errors") or st.get("test_failures")):
             note = f"{st.get('errors')} errors, {st.get('test_failures')} failing tests"
         lines.append(f"{name:<20} {_fmt(st.get('seconds'), '>10.1f')} {_fmt(st.get('rows_per_second'), '>12,')} "
                      f"{_fmt(st.get('peak_rss_mb'), '>12,.0f')}  {note}")

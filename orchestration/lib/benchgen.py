@@ -288,10 +288,12 @@ def copy_movements(conn, rows: Iterator[tuple], batch_id: str, source: str = SOU
 # ------------------------------------------------------------------------------------------------
 
 
-def late_batch(shape: Shape, events: int = 10_000, backdated_share: float = 0.2) -> list[tuple]:
+def late_batch(shape: Shape, events: int = 10_000, backdated_share: float = 0.2, batch: int = 1) -> list[tuple]:
     """`events` new rows after the history (a day's trading), `backdated_share` of them stamped up to
-    30 days in the past. SKUs are drawn with a skew (popular SKUs move most), as a day's trading is."""
-    rng = random.Random(f"bench:{shape.seed}:late")
+    30 days in the past. SKUs are drawn with a skew (popular SKUs move most), as a day's trading is.
+    Each `batch` number gives other events (ids of their own), drawn alike."""
+    rng = random.Random(f"bench:{shape.seed}:late" + (f":{batch}" if batch > 1 else ""))
+    tag = "late" if batch == 1 else f"late{batch}"
     end = ANCHOR.timestamp()
     rows = []
     for n in range(1, events + 1):
@@ -300,12 +302,12 @@ def late_batch(shape: Shape, events: int = 10_000, backdated_share: float = 0.2)
         loc = shape.location(rng.randrange(shape.locations))
         at = end - rng.uniform(0, 30 * 86400) if rng.random() < backdated_share else end + rng.uniform(0, 86400)
         r = rng.random()
-        eid = f"{sku}-late-{n:06d}"
+        eid = f"{sku}-{tag}-{n:06d}"
         if r < 0.75:
             row = (eid, _ts(at), sku, loc, "sale", str(-rng.choice((1, 1, 2))), "EA", None, None, None)
         elif r < 0.9:
             row = (eid, _ts(at), sku, loc, "receipt", str(rng.randint(1, 10)), "CS12",
-                   _cost(rng.uniform(6, 2400)), CURRENCY, f"PO-late-{n}")
+                   _cost(rng.uniform(6, 2400)), CURRENCY, f"PO-{tag}-{n}")
         elif r < 0.95:
             row = (eid, _ts(at), sku, loc, "adjustment", str(rng.choice((-2, -1, 1, 2))), "EA", None, None, None)
         else:

@@ -82,6 +82,14 @@ def test_bench_smoke(tmp_path):
     assert pl["rows"] == py["rows"] == figures["stages"]["dbt_build_full"]["ledger_rows"]
     for total in ("inventory_value_fifo", "inventory_value_avco"):
         assert abs(Decimal(pl[total]) - Decimal(py[total])) <= Decimal("0.01"), (total, pl[total], py[total])
+    # the incremental cycle and a second one on top of it (resuming from checkpoints an incremental build wrote)
+    # build everything and fail no data test
+    cycle = figures["stages"]["incremental_cycle"]
+    if not cycle.get("missing"):
+        for build in (cycle, cycle["second_cycle"]):
+            assert not build.get("missing"), build
+            assert build["errors"] == build["test_failures"] == build["skipped"] == 0, build
+            assert build["seconds"] > 0
     table = "\n".join(lines)
     for name in STAGES:
         assert name in table
