@@ -151,12 +151,7 @@
     is read. -#}
 {% macro valuation_delete_gone_skus() -%}
     {%- set ledger = ref('int_movements_unified') -%}
-    do $gone$
-    begin
-        if coalesce(nullif(current_setting({{ valuation_setting('changes_only') }}, true), '')::boolean, false) then
-            with gone as (
-                delete from {{ this }} as t
-                using (
+    {%- set changed_skus -%}
                     select changed.sku
                     from (
                         select distinct sku
@@ -170,32 +165,38 @@
                         limit 1
                     ) as valued
                     where not exists (select 1 from {{ ledger }} as ledger where ledger.sku = changed.sku)
-                ) as gone_skus
-                where t.sku = gone_skus.sku
-                returning t.sku
-            )
-            insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
-            select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
-            from gone;
-        else
-            with gone as (
-                delete from {{ this }} as t
-                using (
+    {%- endset -%}
+    {%- set valued_skus -%}
                     select starts.sku
                     from {{ this }} as starts
                     where (starts.entry_kind = 'state' or starts.valuation_sequence = 1) and starts.valuation_sequence > 0
                         and not exists (select 1 from {{ ledger }} as ledger where ledger.sku = starts.sku)
                     group by starts.sku
+    {%- endset -%}
+    do $gone$
+    begin
+        if coalesce(nullif(current_setting({{ valuation_setting('changes_only') }}, true), '')::boolean, false) then
+            {{ valuation_tombstone_skus(changed_skus) }};
+        else
+            {{ valuation_tombstone_skus(valued_skus) }};
+        end if;
+    end
+    $gone$
+{%- endmacro %}
+
+
+{#- The entries of the SKUs `gone_skus` (a query of their `sku`) go, each leaving a tombstone. -#}
+{% macro valuation_tombstone_skus(gone_skus) -%}
+            with gone as (
+                delete from {{ this }} as t
+                using ({{ gone_skus }}
                 ) as gone_skus
                 where t.sku = gone_skus.sku
                 returning t.sku
             )
             insert into {{ this }} (entry_kind, sku, valuation_sequence, valued_at)
             select distinct 'state', sku, 0, {{ valuation_build_stamp() }}
-            from gone;
-        end if;
-    end
-    $gone$
+            from gone
 {%- endmacro %}
 
 
