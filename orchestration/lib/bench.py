@@ -910,9 +910,9 @@ def render(figures: dict[str, Any]) -> str:
                 note += f"; second cycle: {second['reason']}"
             elif second.get("seconds") is not None:
                 note += f"; a second on top of it {second['seconds']:.1f}s"
-            for cycle in (st, second):
+            for which, cycle in (("", st), ("second: ", second)):
                 if cycle.get("test_failures"):
-                    note += f" ({cycle['test_failures']} failing tests)"
+                    note += f" ({which}{cycle['test_failures']} failing tests)"
         elif name == "dbt_build_full" and (st.get("errors") or st.get("test_failures")):
             note = f"{st.get('errors')} errors, {st.get('test_failures')} failing tests"
         lines.append(f"{name:<20} {_fmt(st.get('seconds'), '>10.1f')} {_fmt(st.get('rows_per_second'), '>12,')} "

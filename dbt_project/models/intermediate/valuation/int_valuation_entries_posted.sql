@@ -61,7 +61,7 @@
 -- Both paths are tested equal, value and scale, to a full refresh (tests/valuation).
 -- Every build indexes each position's movement entries (sku, location, valuation_sequence; post-hook): what
 -- fct_stock_positions reads its last one per position through (one probe each, not a sum over every entry:
--- 24 s -> 2 s of a cycle at 10M movements), and keeps entry_kind one of its four values by a CHECK constraint.
+-- 24 s -> ~4 s of a cycle at 10M movements), and keeps entry_kind one of its four values by a CHECK constraint.
 -- An incremental build runs with enable_nestloop and enable_mergejoin off (transaction-local): the planner
 -- has no estimates for the materialized resume CTEs and would pick nested loops over thousands of rows
 -- (minutes, not seconds), or sort the touched SKUs' whole history for merge joins (at 1M movements, 3.5 of

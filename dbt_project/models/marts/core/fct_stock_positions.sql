@@ -6,7 +6,7 @@ valuation as (
     -- The stock value after each position's last movement, from the valuation pass's own entries (the values
     -- fct_inventory_valuation lists; not waiting for that mart shortens the path from a movement to its
     -- correction): the balance values of the last movement entry at the location, looked up per position by
-    -- index (sku, location, valuation_sequence; valuation_sku_start_index), not summed over every entry.
+    -- index (sku, location, valuation_sequence; int_valuation_entries_posted's post-hook), not summed over every entry.
     select folded.sku, folded.location, last_entry.inventory_value_fifo, last_entry.inventory_value_avco
     from folded
     cross join lateral (
